@@ -1,0 +1,74 @@
+"""Transform families, in a registry.
+
+Example:
+    >>> import stn
+    >>> stn.transforms.list_transforms()
+    ['affine', 'affine3d', 'attention', 'projective', 'similarity', 'tps', 'translation']
+    >>> tps = stn.transforms.get("tps", grid_size=3)
+    >>> tps.num_params
+    18
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from .._registry import Registry
+from .base import Transform
+from .matrix import (
+    Affine,
+    Affine3d,
+    Attention,
+    MatrixTransform,
+    Projective,
+    Similarity,
+    Translation,
+)
+from .tps import ThinPlateSpline
+
+_REGISTRY: Registry[Callable[..., Transform]] = Registry("transform family")
+
+
+def register_transform(name: str) -> Callable[[Callable[..., Transform]], Callable[..., Transform]]:
+    """Decorator registering a :class:`Transform` subclass (or factory) under ``name``."""
+    return _REGISTRY.register(name)
+
+
+def list_transforms() -> list[str]:
+    """Names of every registered transform family, sorted."""
+    return _REGISTRY.names()
+
+
+def get(name: str | Transform, **options: Any) -> Transform:
+    """Builds the transform family ``name`` with its ``options`` (e.g. ``grid_size`` for ``tps``).
+
+    A :class:`Transform` instance is returned as it is (options are then not allowed).
+    """
+    if isinstance(name, Transform):
+        if options:
+            raise ValueError(f"transform options {sorted(options)} given with a Transform instance")
+        return name
+    factory = _REGISTRY.get(name)
+    try:
+        return factory(**options)
+    except TypeError as err:
+        raise TypeError(f"transform {name!r}: bad options {sorted(options)}: {err}") from None
+
+
+for _cls in (Translation, Attention, Similarity, Affine, Projective, Affine3d, ThinPlateSpline):
+    register_transform(_cls.name)(_cls)
+
+__all__ = [
+    "Transform",
+    "MatrixTransform",
+    "Translation",
+    "Attention",
+    "Similarity",
+    "Affine",
+    "Projective",
+    "Affine3d",
+    "ThinPlateSpline",
+    "get",
+    "list_transforms",
+    "register_transform",
+]
