@@ -81,7 +81,7 @@ class MatrixTransform(Transform):
         size = self._check_size(size)
         m = self.matrix(theta)  # (N, d+1, d+1)
         base = base_grid(size, align_corners, dtype=m.dtype, device=m.device)  # (P, d+1)
-        points = self._apply(base, m)  # (N, P, d)
+        points = self._apply_matrix(base, m)  # (N, P, d)
         return points.reshape(m.shape[0], *size, self.ndim)  # (N, H, W, 2) / (N, D, H, W, 3)
 
     def warp_points(self, theta: Tensor, points: Tensor) -> Tensor:
@@ -91,7 +91,7 @@ class MatrixTransform(Transform):
         hom = torch.cat([points, ones], dim=-1)  # (N, P, d+1)
         return self._divide(hom @ m.transpose(1, 2))
 
-    def _apply(self, base: Tensor, m: Tensor) -> Tensor:
+    def _apply_matrix(self, base: Tensor, m: Tensor) -> Tensor:  # not nn.Module._apply
         rows = m if self.projective else m[:, : self.ndim]  # (N, d or d+1, d+1)
         return self._divide(basis_product(base, rows.transpose(1, 2)))  # (N, P, d)
 
