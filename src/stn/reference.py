@@ -42,8 +42,9 @@ def bilinear_kernel(d: Tensor) -> Tensor:
 
 
 def nearest_kernel(d: Tensor) -> Tensor:
-    """Eq. 4's 1-D factor ``delta(floor(x_s + 0.5) - m)``; no gradient (piecewise constant)."""
-    return ((d > -0.5) & (d <= 0.5)).to(d.dtype)
+    """Eq. 4's 1-D factor ``delta(floor(x_s + 0.5) - m)``, ``d = x_s - m``; no gradient (piecewise
+    constant). Ties round up (``x_s = 2.5`` reads pixel 3) where ``grid_sample`` rounds half to even."""
+    return ((d >= -0.5) & (d < 0.5)).to(d.dtype)
 
 
 def bicubic_kernel(d: Tensor, a: float = -0.75) -> Tensor:
