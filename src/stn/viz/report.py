@@ -1,0 +1,270 @@
+"""Result report: our test errors beside the paper's, in the layout of its Table 1, and learning curves.
+
+:func:`write_report` reads each run directory (``summary.json``, ``config.json``,
+``metrics.jsonl``, see ``docs/design.md``) and writes a markdown file plus, beside it, a PNG of
+the learning curves (test error per epoch, log scale) that the markdown links to.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from ._files import atomic_write
+from .paper_results import DISTORTION_LABELS, TABLE1, TABLE4, has_transformer, paper_error, row_label
+
+logger = logging.getLogger(__name__)
+
+TABLE1_COLUMNS = ("r", "rts", "p", "e")
+
+
+@dataclass
+class RunResult:
+    """What the report needs from one run directory.
+
+    Attributes:
+        path: The run directory.
+        model, transform, distortion, digits: What was trained on what (library names).
+        test_error: Final test error in percent (``None`` if unknown).
+        params: Parameter count.
+        train_time_s: Training wall time.
+        epochs, iterations: Training length.
+        curve: ``[(epoch, test error %), ...]`` from ``metrics.jsonl``.
+        complete: ``False`` when the run has no ``summary.json`` (interrupted or still running).
+    """
+
+    path: Path
+    model: str
+    transform: str | None
+    distortion: str
+    digits: str = "mnist"
+    test_error: float | None = None
+    params: int | None = None
+    train_time_s: float | None = None
+    epochs: int | None = None
+    iterations: int | None = None
+    curve: list[tuple[int, float]] = field(default_factory=list)
+    complete: bool = True
+
+    @property
+    def label(self) -> str:
+        """Row name in the paper's style, e.g. ``"ST-CNN Aff"``."""
+        return row_label(self.model, self.transform)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"runs: cannot read {path}: {err}") from None
+    return data if isinstance(data, dict) else {}
+
+
+def _read_metrics(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rows.append(json.loads(line))
+            except ValueError:  # a line cut short by an interruption
+                logger.warning("skipping an unreadable line of %s", path)
+    return rows
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else None
+
+
+def load_result(run: str | Path) -> RunResult:
+    """Reads one run directory (or a file inside it, such as its ``checkpoint.pt``).
+
+    Raises:
+        ValueError: when the directory has neither ``summary.json`` nor ``config.json``.
+    """
+    path = Path(run)
+    if path.is_file():
+        path = path.parent
+    summary, config = _read_json(path / "summary.json"), _read_json(path / "config.json")
+    if not summary and not config:
+        raise ValueError(f"runs: expected a run directory with summary.json or config.json, got {str(run)!r}")
+    info = {**config, **summary}
+    metrics = _read_metrics(path / "metrics.jsonl")
+    curve = [(int(m["epoch"]), float(m["test_error"])) for m in metrics
+             if _number(m.get("epoch")) is not None and _number(m.get("test_error")) is not None]
+    test_error = _number(summary.get("test_error"))
+    if test_error is None and curve:
+        test_error = curve[-1][1]
+    train_time = _number(summary.get("train_time_s"))
+    if train_time is None and metrics:
+        train_time = _number(metrics[-1].get("elapsed_s"))
+    model = str(info.get("model", "?"))
+    transform = info.get("transform") if has_transformer(model) else None
+    return RunResult(
+        path=path, model=model, transform=str(transform) if transform else None,
+        distortion=str(info.get("dataset", "?")), digits=str(info.get("digits", "mnist")),
+        test_error=test_error, params=info.get("params"), train_time_s=train_time,
+        epochs=info.get("epochs") if summary else (curve[-1][0] if curve else None),
+        iterations=info.get("iterations") if summary else None, curve=curve, complete=bool(summary),
+    )
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _fmt_time(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, s = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes}m {s:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def results_table(results: Sequence[RunResult], digits: str = "mnist") -> str:
+    """Markdown table laid out like the paper's Table 1: model rows x distortion columns.
+
+    Each cell is ``ours / paper`` (test error %, ``—`` where there is none); runs sharing a cell
+    (e.g. several seeds) are averaged and their count shown. Columns are R, RTS, P, E, then any
+    other distortion among ``results``; rows are the paper's models for those columns, then any
+    other model among ``results``.
+    """
+    results = [r for r in results if r.digits == digits]
+    paper = digits == "mnist"
+    seen = list(dict.fromkeys(r.distortion for r in results))
+    columns = list(TABLE1_COLUMNS) + [d for d in seen if d not in TABLE1_COLUMNS]
+    rows: list[tuple[str, str | None]] = []
+    if paper:
+        rows += list(TABLE1)
+        if "addition" in columns:
+            rows += [k for k in TABLE4 if k not in rows]
+    rows += [k for k in dict.fromkeys((r.model, r.transform) for r in results) if k not in rows]
+    cells: dict[tuple[tuple[str, str | None], str], list[float]] = {}
+    for r in results:
+        if r.test_error is not None:
+            cells.setdefault(((r.model, r.transform), r.distortion), []).append(r.test_error)
+    lines = ["| model | " + " | ".join(DISTORTION_LABELS.get(c, c) for c in columns) + " |",
+             "|---|" + "---:|" * len(columns)]
+    for key in rows:
+        row = []
+        for c in columns:
+            ours = cells.get((key, c))
+            text = _fmt(_mean(ours)) if ours else "—"
+            if ours and len(ours) > 1:
+                text += f" (n={len(ours)})"
+            if ours:
+                text = f"**{text}**"
+            ref = paper_error(key[0], key[1], c, digits) if paper else None
+            row.append(f"{text} / {_fmt(ref, 1)}")
+        lines.append(f"| {row_label(*key)} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def runs_table(results: Sequence[RunResult], base: Path) -> str:
+    """Markdown table with one line per run: error, the paper's, parameters and training time."""
+    lines = ["| run | model | data | test error % | paper % | params | training time | epochs | iterations |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        name = _relative(r.path, base) + ("" if r.complete else " (incomplete)")
+        data = f"{r.digits} {DISTORTION_LABELS.get(r.distortion, r.distortion)}"
+        ref = paper_error(r.model, r.transform, r.distortion, r.digits)
+        params = f"{r.params:,}" if isinstance(r.params, int) else "—"
+        lines.append(f"| `{name}` | {r.label} | {data} | {_fmt(r.test_error)} | {_fmt(ref, 1)} | {params} | "
+                     f"{_fmt_time(r.train_time_s)} | {r.epochs if r.epochs is not None else '—'} | "
+                     f"{r.iterations if r.iterations is not None else '—'} |")
+    return "\n".join(lines)
+
+
+def _relative(path: Path, base: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(base.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def plot_learning_curves(results: Sequence[RunResult], path: str | Path, *, dpi: int = 100) -> Path:
+    """Writes a PNG of each run's test error per epoch (log scale), atomically.
+
+    Args:
+        results: From :func:`load_result`; runs without a curve are left out.
+        path: Destination PNG.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from .panel import save_figure
+
+    fig = Figure(figsize=(7.0, 4.2), dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    plotted = 0
+    for r in results:
+        points = [(e, v) for e, v in r.curve if v > 0]  # a log axis cannot show 0 %
+        if not points:
+            continue
+        epochs, errors = zip(*points)
+        ax.plot(epochs, errors, marker="o" if len(points) < 30 else None, markersize=3,
+                label=f"{r.label} · {DISTORTION_LABELS.get(r.distortion, r.distortion)} · {r.path.name}")
+        plotted += 1
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test error (%)")
+    ax.grid(True, which="both", alpha=0.3)
+    if plotted:
+        ax.legend(fontsize=7, loc="upper right")
+    else:
+        ax.text(0.5, 0.5, "no metrics.jsonl in the runs given", ha="center", va="center", transform=ax.transAxes)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def write_report(runs: Sequence[str | Path], out: str | Path) -> Path:
+    """Writes the markdown report of ``runs`` and its learning-curve PNG beside it.
+
+    Args:
+        runs: Run directories (or checkpoints inside them); at least one.
+        out: The markdown file; the curves go to ``<out stem>_curves.png`` in the same folder.
+
+    Returns:
+        ``out`` as a :class:`~pathlib.Path`.
+
+    Example:
+        >>> write_report(["runs/st-cnn-rts", "runs/cnn-rts"], "report.md")   # doctest: +SKIP
+    """
+    if isinstance(runs, (str, Path)) or len(runs) == 0:
+        raise ValueError(f"runs: expected a non-empty list of run directories, got {runs!r}")
+    out = Path(out)
+    results = [load_result(r) for r in runs]
+    curves = plot_learning_curves(results, out.with_name(f"{out.stem}_curves.png"))
+    base = out.parent
+    parts = ["# Results", "",
+             f"{len(results)} run(s). Test error in %, each cell **ours** / the paper's "
+             "(Jaderberg et al., NIPS 2015: Table 1 for R, RTS, P, E; the text for TC, whose "
+             "ST-FCN and ST-CNN numbers name no transform and are shown for every transform; "
+             "Table 4 for MNIST addition). The paper averages 3 seeds; runs sharing a cell are "
+             "averaged here and counted (n).", ""]
+    for digits in dict.fromkeys(r.digits for r in results):
+        title = "MNIST" if digits == "mnist" else f"{digits} (the paper has no numbers for it)"
+        parts += [f"## {title}", "", results_table(results, digits), ""]
+    parts += ["## Runs", "", runs_table(results, base), "",
+              "## Learning curves", "", f"![test error per epoch]({curves.name})", ""]
+    return atomic_write(out, "\n".join(parts).encode())

@@ -1,0 +1,116 @@
+"""``stn show``: a trained run's transformer on real images, as one panel PNG."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+
+from .._validate import check_positive_int
+from .panel import plot_panel, save_figure
+from .views import apply_transformers
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
+logger = logging.getLogger(__name__)
+
+
+def plot_transformer(model: nn.Module, images: Tensor, *, title: str | None = None, ncols: int | None = None,
+                     outline: str = "edges", cell: float = 1.0, dpi: int = 100) -> "Figure":
+    """The panel of ``images`` through every spatial transformer of ``model``.
+
+    Args:
+        model: A model with ``spatial_transformers`` (see :mod:`stn.models`) or a
+            :class:`stn.SpatialTransformer`.
+        images: ``(n, C, H, W)`` in [0, 1], the model's input shape.
+        title: Figure title.
+        ncols, cell, dpi: See :func:`stn.viz.plot_panel`.
+        outline: See :func:`stn.viz.sampling_region`.
+
+    Returns:
+        A matplotlib figure (Agg canvas).
+
+    Raises:
+        ValueError: when the model has no spatial transformer.
+    """
+    views = apply_transformers(model, images, outline=outline)
+    if not views:
+        raise ValueError(f"model: expected a model with a spatial transformer, got {type(model).__name__} "
+                         f"without one (fcn and cnn have nothing to show)")
+    return plot_panel(images, [v.output for v in views], [v.region for v in views],
+                      labels=[v.label for v in views], title=title, ncols=ncols, cell=cell, dpi=dpi)
+
+
+def pick(count: int, n: int, seed: int) -> Tensor:
+    """``n`` distinct indices of ``range(count)`` (all if ``count <= n``), sorted, seeded."""
+    if count <= n:
+        return torch.arange(count)
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randperm(count, generator=generator)[:n].sort().values
+
+
+def sample_test_images(config: Any, n: int, seed: int = 0) -> Tensor:
+    """``n`` images of the run's test set, chosen with ``seed``: ``(n, C, H, W)`` float in [0, 1]."""
+    from ..data import DistortedDigits
+
+    dataset = DistortedDigits(config.dataset, "test", name=getattr(config, "digits", "mnist"),
+                              data_dir=getattr(config, "data_dir", None))
+    wanted = pick(len(dataset), n, seed).tolist()
+    chosen: list[Tensor] = []
+    start = 0
+    for x, _ in dataset.batches(0, 1000):
+        local = [i - start for i in wanted if start <= i < start + x.shape[0]]
+        if local:
+            chosen.append(x[local])
+        start += x.shape[0]
+        if start > wanted[-1]:
+            break
+    return torch.cat(chosen)  # (n, C, H, W)
+
+
+def npz_images(path: str | Path, in_shape: tuple[int, ...], n: int, seed: int = 0) -> Tensor:
+    """``n`` images of a user's ``.npz`` file, fitted to the model's input ``(C, H, W)``."""
+    from ..data import fit_to_size, load_npz
+
+    images, _ = load_npz(path)
+    images = images[pick(images.shape[0], n, seed)]
+    return fit_to_size(images, in_shape)
+
+
+def show_run(run: str | Path, out: str | Path, *, npz: str | Path | None = None, n: int = 16,
+             seed: int = 0) -> Path:
+    """Draws a trained run's transformer on ``n`` real images and writes the panel PNG.
+
+    Args:
+        run: A run directory or checkpoint (see :func:`stn.train.load_run`).
+        out: Destination PNG (e.g. ``RUN_DIR/panel.png``).
+        npz: Images of your own (see :func:`stn.data.load_npz`) instead of the run's test set;
+            fitted to the model's input size.
+        n: Number of images.
+        seed: Which images: a seeded random choice.
+
+    Returns:
+        ``out`` as a :class:`~pathlib.Path`.
+
+    Example:
+        >>> show_run("runs/st-cnn-rts", "runs/st-cnn-rts/panel.png")   # doctest: +SKIP
+    """
+    from ..train import load_run
+
+    check_positive_int("n", n)
+    model, config = load_run(run)
+    in_shape = tuple(getattr(model, "in_shape", ()))
+    if npz is not None:
+        images, source = npz_images(npz, in_shape, n, seed), Path(npz).name
+    else:
+        images, source = sample_test_images(config, n, seed), f"{getattr(config, 'dataset', '?')} test set"
+    transform = getattr(config, "transform", None)
+    title = f"{getattr(config, 'model', type(model).__name__)}" + (f" ({transform})" if transform else "")
+    fig = plot_transformer(model, images, title=f"{title} on {source}")
+    path = save_figure(fig, out)
+    logger.info("wrote %s", path)
+    return path
