@@ -77,8 +77,10 @@ def npz_images(path: str | Path, in_shape: tuple[int, ...], n: int, seed: int = 
     from ..data import fit_to_size, load_npz
 
     images, _ = load_npz(path)
-    images = images[pick(images.shape[0], n, seed)]
-    return fit_to_size(images, in_shape)
+    images = images[pick(images.shape[0], n, seed)]  # (n, C, h, w)
+    if images.shape[0] == 0:
+        raise ValueError(f"npz: expected at least one image in {str(path)!r}, got none")
+    return fit_to_size(images, in_shape[1:], in_shape[0])  # (n, C, H, W)
 
 
 def show_run(run: str | Path, out: str | Path, *, npz: str | Path | None = None, n: int = 16,
