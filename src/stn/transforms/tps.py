@@ -86,7 +86,7 @@ class ThinPlateSpline(Transform):
         size = self._check_size(size)
         self._check_theta(theta)
         basis = self.output_basis(size, align_corners, dtype=theta.dtype, device=theta.device)
-        points = basis_product(basis, theta.view(theta.shape[0], -1, 2))  # (N, H*W, 2)
+        points = basis_product(basis, theta.view(theta.shape[0], self.num_params // 2, 2))  # (N, H*W, 2)
         return points.view(theta.shape[0], *size, 2)  # (N, H, W, 2)
 
     def warp_points(self, theta: Tensor, points: Tensor) -> Tensor:
@@ -94,7 +94,7 @@ class ThinPlateSpline(Transform):
         points = self._check_points(theta, points)  # (N, P, 2)
         solution = self._solution64.to(dtype=theta.dtype, device=theta.device)  # (K+3, K)
         basis = self._basis64(points.detach().double()).to(theta.dtype) @ solution  # (N, P, K)
-        return basis @ theta.view(theta.shape[0], -1, 2)  # (N, P, 2)
+        return basis @ theta.view(theta.shape[0], self.num_params // 2, 2)  # (N, P, 2)
 
     def extra_repr(self) -> str:
         return f"grid_size={self.grid_size}, smoothing={self.smoothing}, num_params={self.num_params}"
