@@ -27,7 +27,7 @@ from .download import ChecksumError, DownloadError
 from .embedded import EmbeddedDataError
 from .idx import read_idx, write_idx
 from .npz import fit_to_size, load_npz
-from .sources import DataNotFoundError, Digits, cache_dir, list_sources, load_digits
+from .sources import DataNotFoundError, Digits, WrongDataSetError, cache_dir, list_sources, load_digits
 
 __all__ = [
     "ChecksumError",
@@ -38,6 +38,7 @@ __all__ = [
     "DownloadError",
     "EmbeddedDataError",
     "TEST_SEED",
+    "WrongDataSetError",
     "cache_dir",
     "derive_seed",
     "fit_to_size",

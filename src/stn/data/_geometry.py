@@ -105,7 +105,7 @@ def tps_theta(control: Tensor, offsets: Tensor, scale: Tensor, size: Sequence[in
     """
     to_norm = torch.tensor([2.0 / size[1], 2.0 / size[0]], dtype=offsets.dtype, device=offsets.device)
     points = (control + offsets * to_norm) / scale.view(-1, 1, 1)  # (N, K, 2)
-    return points.reshape(points.shape[0], -1)  # (N, 2K)
+    return points.flatten(1)  # (N, 2K)
 
 
 def worst_box_half_extent(scale_max: float, angles: tuple[float, float], box: float) -> float:

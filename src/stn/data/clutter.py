@@ -39,7 +39,7 @@ class Translated(Distortion):
     def _place(self, images: Tensor, params: Params) -> Tensor:
         zero = torch.zeros_like(params["offset_x"])
         theta = similarity_theta(zero, zero + 1, params["offset_x"], params["offset_y"], self.size)
-        return _warp(images, theta, "affine", self.size)
+        return _warp(images, theta, "affine", self.size, mode="nearest")  # whole pixels: an exact copy
 
     def _apply(self, images: Tensor, params: Params, others: Tensor | None) -> Tensor:
         return self._place(images, params)

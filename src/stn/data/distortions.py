@@ -174,6 +174,8 @@ class Distortion(ABC):
             check_tensor("others", others, ndim=4, shape=f"(N, {self.num_others}, 28, 28)")
             if others.shape != (n, self.num_others, *SOURCE_SIZE):
                 raise ValueError(f"others: expected shape ({n}, {self.num_others}, 28, 28), got {tuple(others.shape)}")
+        if n == 0:
+            return torch.zeros(0, self.channels, *self.size, device=images.device)
         params = {k: v.to(images.device) for k, v in params.items()}
         return self._apply(to_float(images), params, others)
 
@@ -200,8 +202,9 @@ def index_params(params: Params, index: Tensor | slice) -> Params:
     return {key: value[index] for key, value in params.items()}
 
 
-def _warp(images: Tensor, theta: Tensor, family: "str | Transform", size: tuple[int, int]) -> Tensor:
-    return warp(images, theta.to(images.dtype), family, size, check_finite=False)
+def _warp(images: Tensor, theta: Tensor, family: "str | Transform", size: tuple[int, int],
+          mode: str = "bilinear") -> Tensor:
+    return warp(images, theta.to(images.dtype), family, size, mode=mode, check_finite=False)
 
 
 @register_distortion("none")
@@ -247,8 +250,11 @@ class RotatedTranslatedScaled(Distortion):
     Position (the paper only says "random"): the digit's centre is offset from the canvas centre
     by ``offset_x, offset_y`` pixels drawn uniformly from ``[-m, m]`` where
     ``m = size / 2 - h`` and ``h`` is the half-width of the axis-aligned box around the turned
-    and scaled ``digit_box x digit_box`` square (MNIST digits are normalised to a 20x20 box
-    centred in the 28x28 frame), so the digit stays fully inside the canvas.
+    and scaled ``(digit_box + 1)``-pixel square: MNIST digits are normalised to a 20x20 box
+    centred in the 28x28 frame, and bilinear sampling spreads the box's edge pixels by half a
+    source pixel on each side. So a digit inside its box stays fully inside the canvas, and the
+    position range is as wide as that allows (at 45 degrees and scale 1.2 the digit can only be
+    near the centre; unturned at scale 0.7, it moves by up to +-13.6 pixels).
 
     Params: ``angle (N,)`` degrees (counter-clockwise on screen), ``scale (N,)``,
     ``offset_x (N,)``, ``offset_y (N,)`` pixels (x right, y down).
@@ -264,7 +270,7 @@ class RotatedTranslatedScaled(Distortion):
         if not isinstance(digit_box, (int, float)) or not 0 < digit_box <= 28:
             raise ValueError(f"digit_box: expected a number in (0, 28], got {digit_box!r}")
         self.digit_box = float(digit_box)
-        needed = 2 * worst_box_half_extent(self.scale[1], self.angle, self.digit_box)
+        needed = 2 * worst_box_half_extent(self.scale[1], self.angle, self.digit_box + 1)
         if size < needed:
             raise ValueError(f"size: a {size}x{size} canvas cannot hold the {digit_box:g}-pixel digit box scaled "
                              f"by {self.scale[1]:g} and turned within {self.angle}; need size >= {math.ceil(needed)}")
@@ -273,7 +279,8 @@ class RotatedTranslatedScaled(Distortion):
     def _make_params(self, n: int, generator: torch.Generator) -> Params:
         angle = uniform(n, self.angle, generator)
         scale = uniform(n, self.scale, generator)
-        margin = (self.size[0] / 2 - box_half_extent(angle, scale, self.digit_box)).clamp_min(0)  # (N,)
+        reach = box_half_extent(angle, scale, self.digit_box + 1)  # + the bilinear reach of the box's edge pixels
+        margin = (self.size[0] / 2 - reach).clamp_min(0)  # (N,)
         offset = (2 * torch.rand(n, 2, generator=generator) - 1) * margin.unsqueeze(1)  # (N, 2)
         return {"angle": angle, "scale": scale, "offset_x": offset[:, 0], "offset_y": offset[:, 1]}
 

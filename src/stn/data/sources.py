@@ -3,7 +3,8 @@
 :func:`load_digits` resolves a data set in this order:
 
 1. ``data_dir`` (an explicit folder): the files must be there, otherwise an error lists them;
-2. the environment variable ``STN_DATA_DIR`` (skipped with a warning when it lacks the files);
+2. the environment variable ``STN_DATA_DIR`` (skipped with a warning when it lacks the files or
+   holds the other data set's);
 3. the cache folder ``$STN_CACHE_DIR/<name>`` (default ``~/.cache/stn/<name>``), whose files
    must have the published MD5 (a corrupt one is deleted); with ``download=True`` missing files
    are downloaded there from the standard mirrors and verified;
@@ -41,6 +42,10 @@ ENV_CACHE_DIR = "STN_CACHE_DIR"
 
 class DataNotFoundError(FileNotFoundError):
     """The requested data set could not be found (the message says how to get it)."""
+
+
+class WrongDataSetError(ValueError):
+    """A folder holds another data set's published files (e.g. MNIST where Fashion-MNIST was asked)."""
 
 
 @dataclass
@@ -164,7 +169,7 @@ def _check_not_other(path: Path, source: DigitSource) -> None:
     digest = md5sum(path)
     for other in (_SOURCES.get(n) for n in _SOURCES.names()):
         if other.name != source.name and digest in other.md5.values() and digest not in source.md5.values():
-            raise ValueError(f"{path} is the published {other.title} file, not {source.title}; point the "
+            raise WrongDataSetError(f"{path} is the published {other.title} file, not {source.title}; point the "
                              f"data folder at the {source.title} files (e.g. DIR/{source.name}/)")
 
 
@@ -242,7 +247,8 @@ def load_digits(name: str = "mnist", split: str = "train", data_dir: str | os.Pa
         DataNotFoundError: ``data_dir`` lacks the files, or nothing was found and there is no
             embedded default (Fashion-MNIST); the message says how to get the data.
         DownloadError: ``download=True`` and no mirror delivered a verified file.
-        ValueError: A file is truncated, corrupt, not IDX, or images and labels disagree.
+        ValueError: A file is truncated, corrupt, not IDX, or images and labels disagree;
+            ``WrongDataSetError`` when ``data_dir`` holds the other data set's published files.
 
     Example:
         >>> digits = load_digits("mnist", "test")  # doctest: +SKIP
@@ -261,10 +267,14 @@ def load_digits(name: str = "mnist", split: str = "train", data_dir: str | os.Pa
         return digits
     env = os.environ.get(ENV_DATA_DIR)
     if env:
-        digits = _from_folder(Path(env).expanduser(), source, split)
-        if digits is not None:
-            return digits
-        logger.warning("%s; looking in the cache", _missing_message(Path(env), source, split, f"${ENV_DATA_DIR}"))
+        try:
+            digits = _from_folder(Path(env).expanduser(), source, split)
+        except WrongDataSetError as err:
+            logger.warning("$%s: %s; looking in the cache", ENV_DATA_DIR, err)
+        else:
+            if digits is not None:
+                return digits
+            logger.warning("%s; looking in the cache", _missing_message(Path(env), source, split, f"${ENV_DATA_DIR}"))
     digits = _from_cache(source, split, download)
     if digits is not None:
         return digits
