@@ -9,10 +9,21 @@ from torch import Tensor
 
 from ._validate import check_finite as _check_finite
 from ._validate import check_tensor
-from .sampling import Fill, check_sampling_options, sample
+from .sampling import LOW_PRECISION, Fill, check_sampling_options, sample
 from .transforms import Transform, get
 
-_LOW_PRECISION = (torch.float16, torch.bfloat16)
+# Families built by name, kept so that their theta-independent work (the TPS system and output
+# basis, base grids) is done once, not on every call.
+_FAMILIES: dict[str, Transform] = {}
+
+
+def _family(transform: str | Transform) -> Transform:
+    if isinstance(transform, str) and transform in _FAMILIES:
+        return _FAMILIES[transform]
+    family = get(transform)
+    if isinstance(transform, str):
+        _FAMILIES[transform] = family
+    return family
 
 
 def warp(
@@ -51,7 +62,7 @@ def warp(
         >>> divmod(int(y.argmax()), 5)                       # the dot moved one pixel left
         (2, 2)
     """
-    family = get(transform)
+    family = _family(transform)
     rank = family.ndim + 2
     check_tensor("input", input, ndim=rank,
                  shape="(N, C, H, W)" if rank == 4 else "(N, C, D, H, W)", floating=True)
@@ -63,7 +74,7 @@ def warp(
     if check_finite:
         _check_finite("theta", theta)
     size = tuple(input.shape[2:]) if size is None else size
-    work = torch.float32 if input.dtype in _LOW_PRECISION else input.dtype
+    work = torch.float32 if input.dtype in LOW_PRECISION else input.dtype
     grid = family.grid(theta.to(work), size, align_corners)
     out = sample(input.to(work), grid, mode=mode, padding=padding, fill=fill, align_corners=align_corners)
     return out.to(input.dtype)

@@ -13,6 +13,8 @@ from ._validate import check_choice, check_tensor
 
 MODES = ("bilinear", "nearest", "bicubic")
 PADDINGS = ("zeros", "border", "reflection")
+#: Input dtypes sampled in float32 (a grid in 8-11 bits of mantissa misses by a good part of a pixel).
+LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 Fill = float | Sequence[float] | Tensor | None
 
@@ -21,6 +23,9 @@ def check_sampling_options(mode: str, padding: str, fill: Fill) -> None:
     """Validates ``mode``, ``padding`` and ``fill`` (shared by :func:`sample` and the module)."""
     check_choice("mode", mode, MODES)
     check_choice("padding", padding, PADDINGS)
+    if fill is not None and not _is_fill(fill):
+        raise TypeError(f"fill: expected None, a float, a sequence of floats (one per channel) or a "
+                        f"floating-point tensor, got {fill!r}")
     if fill is not None and padding != "zeros":
         raise ValueError(f"fill: a constant fill replaces padding='zeros'; got padding={padding!r} with fill={fill!r}")
 
@@ -52,7 +57,8 @@ def sample(
         align_corners: See :mod:`stn.coords`.
 
     Returns:
-        ``(N, C, H', W')`` or ``(N, C, D', H', W')``, in ``input``'s dtype.
+        ``(N, C, H', W')`` or ``(N, C, D', H', W')``, in ``input``'s dtype (float16 and bfloat16
+        inputs are sampled in float32 and the result rounded back).
 
     Example:
         >>> import torch, stn
@@ -77,13 +83,27 @@ def sample(
     if mode == "nearest" and grid.requires_grad and torch.is_grad_enabled():
         warnings.warn("mode='nearest' passes no gradient to the grid or theta; the localisation net "
                       "will not learn. Use 'bilinear' or 'bicubic' for training.", stacklevel=2)
-    grid = grid.to(input.dtype)
+    work = torch.float32 if input.dtype in LOW_PRECISION else input.dtype
+    x, grid = input.to(work), grid.to(work)
     if fill is None:
-        return F.grid_sample(input, grid, mode=mode, padding_mode=padding, align_corners=align_corners)
-    value = _fill_tensor(fill, input)
-    # Every kernel's weights sum to 1, so shifting by the fill makes zero padding read ``fill``.
-    out = F.grid_sample(input - value, grid, mode=mode, padding_mode="zeros", align_corners=align_corners)
-    return out + value
+        out = F.grid_sample(x, grid, mode=mode, padding_mode=padding, align_corners=align_corners)
+    else:
+        value = _fill_tensor(fill, x)
+        # Every kernel's weights sum to 1, so shifting by the fill makes zero padding read ``fill``.
+        out = F.grid_sample(x - value, grid, mode=mode, padding_mode="zeros", align_corners=align_corners) + value
+    return out.to(input.dtype)
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_fill(fill: object) -> bool:
+    if isinstance(fill, Tensor):
+        return fill.is_floating_point() or fill.dtype in (torch.int32, torch.int64)
+    if isinstance(fill, (list, tuple)):
+        return len(fill) > 0 and all(_is_number(v) for v in fill)
+    return _is_number(fill)
 
 
 def _fill_tensor(fill: Fill, input: Tensor) -> Tensor:
