@@ -36,11 +36,17 @@ class Registry(Generic[T]):
 
         return decorator
 
-    def get(self, name: str) -> T:
-        """Returns the object registered as ``name``; unknown names list the valid ones."""
+    def get(self, name: str, *, argument: str | None = None) -> T:
+        """Returns the object registered as ``name``; unknown names list the valid ones.
+
+        Args:
+            name: A registered name.
+            argument: The caller's argument name, to start the error message with.
+        """
         if not isinstance(name, str) or name not in self._items:
+            prefix = f"{argument}: " if argument else ""
             raise ValueError(
-                f"unknown {self.kind} {name!r}; expected one of: {', '.join(self.names())}"
+                f"{prefix}unknown {self.kind} {name!r}; expected one of: {', '.join(self.names())}"
             )
         return self._items[name]
 

@@ -6,6 +6,7 @@ value) with a message that names the argument, what was expected and what was gi
 
 from __future__ import annotations
 
+import operator
 from typing import Iterable, Sequence
 
 import torch
@@ -70,10 +71,21 @@ def check_size(name: str, size: object, ndim: int) -> tuple[int, ...]:
     if (
         not isinstance(size, (tuple, list))
         or len(size) != ndim
-        or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)
+        or not all(_is_int(s) and operator.index(s) > 0 for s in size)
     ):
         raise ValueError(f"{name}: expected {ndim} positive ints {labels}, got {size!r}")
-    return tuple(int(s) for s in size)
+    return tuple(operator.index(s) for s in size)
+
+
+def _is_int(value: object) -> bool:
+    """An int-like value (``int``, numpy or 0-D integer tensor), not a bool."""
+    if isinstance(value, bool) or (isinstance(value, Tensor) and value.is_floating_point()):
+        return False
+    try:
+        operator.index(value)
+    except TypeError:
+        return False
+    return True
 
 
 def check_positive_int(name: str, value: object, minimum: int = 1) -> int:

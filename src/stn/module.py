@@ -73,6 +73,9 @@ class SpatialTransformer(nn.Module):
         self.heads = check_positive_int("heads", heads)
         self.head_output = check_choice("head_output", head_output, HEAD_OUTPUTS)
         check_sampling_options(mode, padding, fill)
+        if mode == "bicubic" and self.transform.ndim == 3:
+            raise ValueError(f"mode: 'bicubic' is only available for 2-D transforms; transform "
+                             f"{self.transform.name!r} warps volumes, use 'bilinear' or 'nearest'")
         self.mode, self.padding, self.fill = mode, padding, fill
         self.align_corners = bool(align_corners)
         self.check_finite = check_finite
@@ -104,9 +107,14 @@ class SpatialTransformer(nn.Module):
         if src.shape[0] != x.shape[0]:
             raise ValueError(f"source: batch size {src.shape[0]} does not match x's {x.shape[0]}")
         features = self.localisation(x)
-        if features.dim() != 2:
-            raise ValueError(f"localisation: expected (N, F) features, got shape {tuple(features.shape)}; "
+        if not isinstance(features, Tensor) or features.dim() != 2:
+            got = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
+            raise ValueError(f"localisation: expected (N, F) features, got shape {got}; "
                              f"end the localisation net with nn.Flatten()")
+        if features.shape[1] != self.regression.in_features:
+            raise ValueError(f"loc_features: the regression layer expects {self.regression.in_features} "
+                             f"features per sample, but the localisation net gives shape "
+                             f"{tuple(features.shape)}; pass loc_features={features.shape[1]}")
         n, h, p = x.shape[0], self.heads, self.transform.num_params
         theta = self.regression(features).view(n * h, p)  # (N*heads, P)
         if h > 1:

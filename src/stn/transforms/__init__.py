@@ -43,16 +43,20 @@ def get(name: str | Transform, **options: Any) -> Transform:
     """Builds the transform family ``name`` with its ``options`` (e.g. ``grid_size`` for ``tps``).
 
     A :class:`Transform` instance is returned as it is (options are then not allowed).
+
+    Raises:
+        ValueError: ``name`` is not registered (the message lists the registered names).
     """
     if isinstance(name, Transform):
         if options:
-            raise ValueError(f"transform options {sorted(options)} given with a Transform instance")
+            raise ValueError(f"transform_options: expected none with a Transform instance "
+                             f"(configure the instance instead), got {sorted(options)}")
         return name
-    factory = _REGISTRY.get(name)
+    factory = _REGISTRY.get(name, argument="transform")
     try:
         return factory(**options)
     except TypeError as err:
-        raise TypeError(f"transform {name!r}: bad options {sorted(options)}: {err}") from None
+        raise TypeError(f"transform_options: bad options {sorted(options)} for transform {name!r}: {err}") from None
 
 
 for _cls in (Translation, Attention, Similarity, Affine, Projective, Affine3d, ThinPlateSpline):
