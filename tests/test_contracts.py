@@ -1,0 +1,175 @@
+"""Contracts every entry point keeps: inputs untouched, dtype and device kept, batched equals one by
+one, empty batches, inference mode, determinism."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import stn
+from stn.transforms import get
+
+FAMILIES = stn.transforms.list_transforms()
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def _shape(name, n, c=2):
+    return (n, c) + ((4, 5, 6) if get(name).ndim == 3 else (7, 9))
+
+
+# -- inputs are never modified in place -----------------------------------------------------------
+@pytest.mark.parametrize("name", FAMILIES)
+def test_inputs_are_not_modified(name, helpers):
+    family = get(name)
+    shape = _shape(name, 2, 3)
+    x = helpers.uniform(shape, 0, 1, helpers.gen(1)).requires_grad_()
+    theta = helpers.random_theta(family, 2, helpers.gen(2)).requires_grad_()
+    points = helpers.uniform((5, family.ndim), -1, 1, helpers.gen(3))
+    fill = torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64)
+    saved = [t.detach().clone() for t in (x, theta, points, fill)]
+    family.warp_points(theta, points)
+    grid = family.grid(theta, shape[2:])
+    grid_saved = grid.detach().clone()
+    out = stn.sample(x, grid, fill=fill)
+    out = out + stn.warp(x, theta, family, fill=fill) + stn.warp(x, theta, name, padding="reflection")
+    out.sum().backward()
+    for before, after in zip(saved, (x, theta, points, fill)):
+        assert torch.equal(before, after.detach())
+    assert torch.equal(grid_saved, grid.detach())
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_module_does_not_modify_its_inputs(name, helpers):
+    shape = _shape(name, 2, 2)
+    st = helpers.make_st(name, shape[1:], heads=2, fill=0.25)
+    conv = stn.SpatialTransformer(stn.conv_localisation((2, 16, 16, 16) if get(name).ndim == 3 else (2, 16, 16),
+                                                        kernel_size=3, downsample=1), name)
+    for module, size in ((st, shape[2:]), (conv, (16,) * get(name).ndim)):
+        x = torch.rand(2, 2, *size, generator=helpers.gen(4)).requires_grad_()
+        source = torch.rand(2, 3, *size, generator=helpers.gen(5))
+        saved_x, saved_source = x.detach().clone(), source.clone()
+        module(x, source=source, return_theta=True)[0].sum().backward()
+        module(x).sum().backward()
+        assert torch.equal(saved_x, x.detach()) and torch.equal(saved_source, source)
+
+
+def test_base_grid_cache_is_not_corrupted(helpers):
+    theta = torch.randn(2, 6, generator=helpers.gen(6), dtype=torch.float64, requires_grad=True)
+    before = stn.coords.base_grid((5, 6), dtype=torch.float64).clone()
+    grid = get("affine").grid(theta, (5, 6))
+    grid.sum().backward()
+    grid.detach().mul_(0)  # a caller scribbling on its own result ...
+    assert torch.equal(stn.coords.base_grid((5, 6), dtype=torch.float64), before)  # ... leaves the cache alone
+
+
+# -- dtype and device --------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("device", DEVICES)
+def test_dtype_and_device_are_kept(name, dtype, device, helpers):
+    shape = _shape(name, 2, 2)
+    st = helpers.make_st(name, shape[1:]).to(device=device, dtype=dtype)
+    x64 = helpers.smooth_image(shape)
+    x = x64.to(device=device, dtype=dtype).requires_grad_()
+    y, theta = st(x, return_theta=True)
+    assert y.dtype == dtype and y.device == x.device
+    assert theta.dtype == dtype and theta.device == x.device
+    y.float().sum().backward()
+    assert x.grad.dtype == dtype and st.regression.weight.grad.dtype == dtype
+    # Low precision warps in float32 internally: the result is the float64 warp, rounded.
+    expected = stn.warp(x64, theta.detach().double().cpu(), name)
+    tol = {torch.float32: 1e-5, torch.float64: 1e-12, torch.bfloat16: 2e-2, torch.float16: 3e-3}[dtype]
+    torch.testing.assert_close(y.detach().double().cpu(), expected, atol=tol, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_functional_dtypes(dtype, helpers):
+    x = helpers.smooth_image((1, 1, 6, 6)).to(dtype)
+    theta = helpers.random_theta(get("affine"), 1, helpers.gen(7))  # float64 theta, any input dtype
+    out = stn.warp(x, theta, "affine")
+    assert out.dtype == dtype
+    grid = get("affine").grid(theta.to(dtype), (6, 6))
+    assert grid.dtype == dtype
+    assert stn.sample(x, grid.double()).dtype == dtype
+
+
+def test_low_precision_sample_uses_a_float32_grid(helpers):
+    # A 256-pixel row: a bfloat16 grid would be off by up to half a pixel.
+    x = torch.arange(256, dtype=torch.float32).view(1, 1, 1, 256)
+    grid = helpers.uniform((1, 1, 50, 2), -0.99, 0.99, helpers.gen(8), dtype=torch.float32)
+    grid[..., 1] = 0
+    out = stn.sample(x.to(torch.bfloat16), grid).float()
+    expected = stn.sample(x, grid)
+    torch.testing.assert_close(out, expected.to(torch.bfloat16).float(), atol=0, rtol=0)
+
+
+# -- batched equals one by one -------------------------------------------------------------------
+@pytest.mark.parametrize("name", FAMILIES)
+def test_batched_equals_one_by_one(name, helpers):
+    shape = _shape(name, 4, 2)
+    st = helpers.make_st(name, shape[1:], heads=2).double()
+    x = helpers.uniform(shape, 0, 1, helpers.gen(9))
+    y, theta = st(x, return_theta=True)
+    for i in range(4):
+        y_i, theta_i = st(x[i:i + 1], return_theta=True)
+        torch.testing.assert_close(y[i:i + 1], y_i, atol=1e-12, rtol=0)
+        torch.testing.assert_close(theta[i:i + 1], theta_i, atol=1e-12, rtol=0)
+        torch.testing.assert_close(stn.warp(x[i:i + 1], theta[i:i + 1, 0], name), y_i[:, :2], atol=1e-12, rtol=0)
+
+
+# -- empty batches ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("heads", [1, 3])
+def test_empty_batch_forward_and_backward(name, heads, helpers):
+    shape = _shape(name, 0, 2)
+    st = helpers.make_st(name, shape[1:], heads=heads)
+    x = torch.zeros(shape, requires_grad=True)
+    y, theta = st(x, return_theta=True)
+    assert y.shape == (0, 2 * heads, *shape[2:])
+    assert theta.shape == ((0, st.transform.num_params) if heads == 1 else (0, heads, st.transform.num_params))
+    y.sum().backward()
+    assert x.grad.shape == shape
+    assert st.regression.weight.grad is not None and not st.regression.weight.grad.any()
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_empty_batch_functional(name):
+    family = get(name)
+    theta = torch.zeros(0, family.num_params, requires_grad=True)
+    size = (3,) * family.ndim
+    assert family.grid(theta, size).shape == (0, *size, family.ndim)
+    assert family.warp_points(theta, torch.zeros(4, family.ndim)).shape == (0, 4, family.ndim)
+    out = stn.warp(torch.zeros(0, 1, *size), theta, family, fill=0.5)
+    assert out.shape == (0, 1, *size)
+    out.sum().backward()
+    assert theta.grad.shape == theta.shape
+
+
+# -- no-grad and inference mode --------------------------------------------------------------------
+@pytest.mark.parametrize("name", FAMILIES)
+def test_inference_mode_first_then_training(name, helpers):
+    # Caches filled under inference mode must still work with autograd afterwards.
+    shape = (1, 1) + ((3, 7, 5) if get(name).ndim == 3 else (13, 7))  # sizes no other test uses
+    st = helpers.make_st(name, shape[1:])
+    x = torch.rand(shape, generator=helpers.gen(10))
+    with torch.inference_mode():
+        y0 = st(x)
+    with torch.no_grad():
+        y1 = st(x)
+    y2 = st(x.requires_grad_())
+    y2.sum().backward()
+    assert st.regression.weight.grad.abs().sum() > 0
+    torch.testing.assert_close(y0, y1, atol=0, rtol=0)
+    torch.testing.assert_close(y1, y2.detach(), atol=0, rtol=0)
+
+
+def test_repeated_calls_are_deterministic(helpers):
+    st = helpers.make_st("tps", (1, 8, 8))
+    x = torch.rand(3, 1, 8, 8, generator=helpers.gen(11))
+    assert torch.equal(st(x), st(x))
+
+
+def test_functional_warp_by_name_equals_instance(helpers):
+    x = torch.rand(2, 1, 8, 8, generator=helpers.gen(12))
+    theta = helpers.random_theta(get("tps"), 2, helpers.gen(13), dtype=torch.float32)
+    torch.testing.assert_close(stn.warp(x, theta, "tps"), stn.warp(x, theta, get("tps")), atol=0, rtol=0)
