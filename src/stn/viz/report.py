@@ -35,6 +35,8 @@ class RunResult:
         epochs, iterations: Training length.
         curve: ``[(epoch, test error %), ...]`` from ``metrics.jsonl``.
         complete: ``False`` when the run has no ``summary.json`` (interrupted or still running).
+        train_images: Training set size, if known.
+        embedded: Trained on the embedded 5,000-digit MNIST sample (not comparable to the paper).
     """
 
     path: Path
@@ -49,6 +51,8 @@ class RunResult:
     iterations: int | None = None
     curve: list[tuple[int, float]] = field(default_factory=list)
     complete: bool = True
+    train_images: int | None = None
+    embedded: bool = False
 
     @property
     def label(self) -> str:
@@ -114,6 +118,7 @@ def load_result(run: str | Path) -> RunResult:
         test_error=test_error, params=info.get("params"), train_time_s=train_time,
         epochs=info.get("epochs") if summary else (curve[-1][0] if curve else None),
         iterations=info.get("iterations") if summary else None, curve=curve, complete=bool(summary),
+        train_images=summary.get("train_images"), embedded=bool(summary.get("embedded", False)),
     )
 
 
@@ -181,11 +186,15 @@ def runs_table(results: Sequence[RunResult], base: Path) -> str:
     lines = ["| run | model | data | test error % | paper % | params | training time | epochs | iterations |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in results:
-        name = _relative(r.path, base) + ("" if r.complete else " (incomplete)")
+        name = f"`{_relative(r.path, base)}`" + ("" if r.complete else " (incomplete)")
         data = f"{r.digits} {DISTORTION_LABELS.get(r.distortion, r.distortion)}"
+        if r.embedded:
+            data += " (embedded 5k sample)"
+        elif isinstance(r.train_images, int) and r.train_images < 60000:
+            data += f" ({r.train_images:,} train images)"
         ref = paper_error(r.model, r.transform, r.distortion, r.digits)
         params = f"{r.params:,}" if isinstance(r.params, int) else "—"
-        lines.append(f"| `{name}` | {r.label} | {data} | {_fmt(r.test_error)} | {_fmt(ref, 1)} | {params} | "
+        lines.append(f"| {name} | {r.label} | {data} | {_fmt(r.test_error)} | {_fmt(ref, 1)} | {params} | "
                      f"{_fmt_time(r.train_time_s)} | {r.epochs if r.epochs is not None else '—'} | "
                      f"{r.iterations if r.iterations is not None else '—'} |")
     return "\n".join(lines)
@@ -210,6 +219,7 @@ def plot_learning_curves(results: Sequence[RunResult], path: str | Path, *, dpi:
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
 
     from .panel import save_figure
 
@@ -226,6 +236,10 @@ def plot_learning_curves(results: Sequence[RunResult], path: str | Path, *, dpi:
                 label=f"{r.label} · {DISTORTION_LABELS.get(r.distortion, r.distortion)} · {r.path.name}")
         plotted += 1
     ax.set_yscale("log")
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if str(f"{v:g}")[0] in "25" else ""))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("test error (%)")
     ax.grid(True, which="both", alpha=0.3)
@@ -261,7 +275,8 @@ def write_report(runs: Sequence[str | Path], out: str | Path) -> Path:
              "(Jaderberg et al., NIPS 2015: Table 1 for R, RTS, P, E; the text for TC, whose "
              "ST-FCN and ST-CNN numbers name no transform and are shown for every transform; "
              "Table 4 for MNIST addition). The paper averages 3 seeds; runs sharing a cell are "
-             "averaged here and counted (n).", ""]
+             "averaged here and counted (n). Runs on fewer than the 60,000 training digits (see the "
+             "data column) are not comparable with the paper.", ""]
     for digits in dict.fromkeys(r.digits for r in results):
         title = "MNIST" if digits == "mnist" else f"{digits} (the paper has no numbers for it)"
         parts += [f"## {title}", "", results_table(results, digits), ""]

@@ -54,20 +54,27 @@ def pick(count: int, n: int, seed: int) -> Tensor:
 
 
 def sample_test_images(config: Any, n: int, seed: int = 0) -> Tensor:
-    """``n`` images of the run's test set, chosen with ``seed``: ``(n, C, H, W)`` float in [0, 1]."""
+    """``n`` images of the run's fixed test set (the one ``stn eval`` uses), chosen with ``seed``.
+
+    Returns:
+        ``(n, C, H, W)`` float in [0, 1] (fewer when the test set is smaller).
+    """
     from ..data import DistortedDigits
 
+    limit = getattr(config, "test_limit", None) or getattr(config, "limit", None)
     dataset = DistortedDigits(config.dataset, "test", name=getattr(config, "digits", "mnist"),
-                              data_dir=getattr(config, "data_dir", None))
-    wanted = pick(len(dataset), n, seed).tolist()
+                              data_dir=getattr(config, "data_dir", None), seed=getattr(config, "seed", 0),
+                              limit=limit)
+    wanted = pick(len(dataset), n, seed)
+    if len(wanted) == 0:
+        raise ValueError(f"run: the test set of {config.dataset!r} is empty; nothing to show")
     chosen: list[Tensor] = []
     start = 0
-    for x, _ in dataset.batches(0, 1000):
-        local = [i - start for i in wanted if start <= i < start + x.shape[0]]
-        if local:
-            chosen.append(x[local])
+    for x, _ in dataset.batches(0, 1000):  # in order: the test split is not shuffled
+        local = wanted[(wanted >= start) & (wanted < start + x.shape[0])] - start
+        chosen.append(x[local])
         start += x.shape[0]
-        if start > wanted[-1]:
+        if start > int(wanted[-1]):
             break
     return torch.cat(chosen)  # (n, C, H, W)
 
