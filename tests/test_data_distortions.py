@@ -65,17 +65,17 @@ def output_points(h: int, w: int) -> torch.Tensor:
 def fit_affine(distortion, params, channel: int = 0):
     """Least-squares affine read map per sample -> forward map ``(n, 2, 3)`` (source -> canvas px)."""
     src, valid = read_map(distortion, params, channel)
-    out = output_points(*src.shape[1:3])
-    forwards, residuals = [], []
-    for i in range(src.shape[0]):
-        m = valid[i]
-        assert m.sum() > 50, "too few pixels read inside the source"
-        a = torch.cat([out[m], torch.ones(int(m.sum()), 1, dtype=torch.float64)], dim=1)  # (P, 3)
-        sol = torch.linalg.lstsq(a, src[i][m]).solution  # (3, 2): src = [u v 1] @ sol
-        backward = torch.cat([sol.t(), torch.tensor([[0.0, 0.0, 1.0]], dtype=torch.float64)])  # (3, 3)
-        residuals.append((a @ sol - src[i][m]).abs().max())
-        forwards.append(torch.linalg.inv(backward)[:2])
-    return torch.stack(forwards), torch.stack(residuals)
+    n = src.shape[0]
+    out = output_points(*src.shape[1:3]).reshape(-1, 2)  # (P, 2)
+    a = torch.cat([out, torch.ones(out.shape[0], 1, dtype=torch.float64)], dim=1)  # (P, 3)
+    w = valid.reshape(n, -1, 1).double()  # (n, P, 1) weights: 1 where read inside the source
+    assert (w.sum(dim=(1, 2)) > 50).all(), "too few pixels read inside the source"
+    b = src.reshape(n, -1, 2)  # (n, P, 2)
+    sol = torch.linalg.solve(a.t() @ (w * a), a.t() @ (w * b))  # (n, 3, 2): src = [u v 1] @ sol
+    residual = ((a @ sol - b).abs() * w).amax(dim=(1, 2))
+    backward = torch.cat([sol.transpose(1, 2), torch.tensor([[[0.0, 0.0, 1.0]]], dtype=torch.float64).expand(n, 1, 3)],
+                         dim=1)  # (n, 3, 3)
+    return torch.linalg.inv(backward)[:, :2], residual
 
 
 def decompose(forward):

@@ -85,7 +85,8 @@ def download(urls: Sequence[str], dest: Path, md5: str, timeout: float = 30.0) -
             fetch(url, dest, md5, timeout)
             return dest
         except (OSError, ChecksumError) as err:
-            reason = getattr(err, "reason", None) or err
+            http = isinstance(err, urllib.error.HTTPError)
+            reason = err if http else getattr(err, "reason", None) or err  # "HTTP Error 404: ..." / "[Errno 111] ..."
             logger.warning("download of %s failed: %s", url, reason)
             failures.append(f"  {url}: {reason}")
     raise DownloadError(f"could not download {dest.name} with MD5 {md5}; every mirror failed:\n"
