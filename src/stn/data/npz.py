@@ -47,10 +47,11 @@ def load_npz(path: str | os.PathLike, num_classes: int | None = None) -> tuple[T
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such .npz file")
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            if not hasattr(archive, "files"):
-                raise ValueError(f"{path}: expected an .npz archive (numpy.savez) with arrays 'images' and "
-                                 f"'labels', got a single .npy array")
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError(f"{path}: expected an .npz archive (numpy.savez) with arrays 'images' and "
+                             f"'labels', got a single .npy array")
+        with archive:
             missing = [k for k in ("images", "labels") if k not in archive.files]
             if missing:
                 raise ValueError(f"{path}: missing array(s) {', '.join(map(repr, missing))}; expected 'images' "
