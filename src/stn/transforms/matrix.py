@@ -2,9 +2,11 @@
 projective (2-D) and affine3d (3-D).
 
 Every family maps ``theta`` to a full homogeneous matrix ``(N, d+1, d+1)`` with :meth:`matrix`;
-the grid is one product of the cached base grid with that matrix. Each family is closed under
-composition and inversion, so :meth:`compose` and :meth:`inverse` return parameters of the same
-family.
+the grid is one product of the cached base grid with that matrix (fast path: one GEMM against the
+cached block basis, see :mod:`stn.transforms._linear`; reference path: ``F.affine_grid`` for
+``affine``/``affine3d``, plain ``torch.matmul`` for the others; :mod:`stn.fastpath` selects).
+A projective grid adds only the division. Each family is closed under composition and inversion, so
+:meth:`compose` and :meth:`inverse` return parameters of the same family.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from abc import abstractmethod
 from typing import ClassVar, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
+from .. import fastpath
 from ..coords import base_grid
-from ._linear import basis_product
+from ._linear import basis_product, block_basis, cached, reference_product
 from .base import Transform
 
 #: Smallest magnitude allowed for the projective homogeneous coordinate (keeps grids finite).
@@ -78,8 +82,27 @@ class MatrixTransform(Transform):
         return self._params(self.matrix(first) @ self.matrix(second))
 
     def grid(self, theta: Tensor, size: Sequence[int], align_corners: bool = False) -> Tensor:
+        if not fastpath.enabled():
+            return self.reference_grid(theta, size, align_corners)
+        size = self._check_size(size)
+        rows = self._rows(self._check_theta(theta))  # (N, d, ndim+1), d = ndim (+1 if projective)
+        block = _block(size, align_corners, rows.shape[1], rows.dtype, rows.device)  # (K*d, P*d), K = ndim+1
+        hom = basis_product(block, rows.transpose(1, 2))  # (N, P, d)
+        return self._divide(hom).reshape(rows.shape[0], *size, self.ndim)  # (N, H, W, 2) / (N, D, H, W, 3)
+
+    def _rows(self, theta: Tensor) -> Tensor:
+        """The rows of the homogeneous matrix that the grid needs: ``(N, d, ndim+1)``."""
+        m = self._matrix(theta)  # (N, ndim+1, ndim+1)
+        return m if self.projective else m[:, : self.ndim]
+
+    def reference_grid(self, theta: Tensor, size: Sequence[int], align_corners: bool = False) -> Tensor:
+        """The same grid by the reference path: ``F.affine_grid`` for ``affine``/``affine3d``
+        (whose theta is the matrix's top rows), plain ``torch.matmul`` with autograd otherwise."""
         size = self._check_size(size)
         m = self.matrix(theta)  # (N, d+1, d+1)
+        if isinstance(self, (Affine, Affine3d)):
+            rows = theta.reshape(m.shape[0], self.ndim, self.ndim + 1)  # (N, d, d+1)
+            return F.affine_grid(rows, [m.shape[0], 1, *size], align_corners=align_corners)
         base = base_grid(size, align_corners, dtype=m.dtype, device=m.device)  # (P, d+1)
         points = self._apply_matrix(base, m)  # (N, P, d)
         return points.reshape(m.shape[0], *size, self.ndim)  # (N, H, W, 2) / (N, D, H, W, 3)
@@ -93,7 +116,7 @@ class MatrixTransform(Transform):
 
     def _apply_matrix(self, base: Tensor, m: Tensor) -> Tensor:  # not nn.Module._apply
         rows = m if self.projective else m[:, : self.ndim]  # (N, d or d+1, d+1)
-        return self._divide(basis_product(base, rows.transpose(1, 2)))  # (N, P, d)
+        return self._divide(reference_product(base, rows.transpose(1, 2)))  # (N, P, d)
 
     def _divide(self, hom: Tensor) -> Tensor:
         if not self.projective:
@@ -102,6 +125,13 @@ class MatrixTransform(Transform):
         sign = torch.where(w < 0, -1.0, 1.0).to(w.dtype)
         w = torch.where(w.abs() < PROJECTIVE_EPS, sign * PROJECTIVE_EPS, w)
         return hom[..., : self.ndim] / w
+
+
+def _block(size: tuple[int, ...], align_corners: bool, d: int, dtype: torch.dtype,
+           device: torch.device) -> Tensor:
+    """The cached block form ``(K*d, P*d)`` of the base grid ``(P, K)`` for ``d`` output rows."""
+    key = ("matrix", size, bool(align_corners), d, dtype, device)
+    return cached(key, lambda: block_basis(base_grid(size, align_corners, dtype=dtype, device=device), d))
 
 
 def _from_rows(theta: Tensor, rows: Tensor) -> Tensor:
@@ -189,6 +219,9 @@ class Affine(MatrixTransform):
     def _matrix(self, theta: Tensor) -> Tensor:
         return _from_rows(theta, theta.view(-1, 2, 3))
 
+    def _rows(self, theta: Tensor) -> Tensor:
+        return theta.reshape(-1, 2, 3)  # (N, 2, 3)
+
     def _params(self, matrix: Tensor) -> Tensor:
         return matrix[:, :2, :].reshape(-1, 6)
 
@@ -229,6 +262,9 @@ class Affine3d(MatrixTransform):
 
     def _matrix(self, theta: Tensor) -> Tensor:
         return _from_rows(theta, theta.view(-1, 3, 4))
+
+    def _rows(self, theta: Tensor) -> Tensor:
+        return theta.reshape(-1, 3, 4)  # (N, 3, 4)
 
     def _params(self, matrix: Tensor) -> Tensor:
         return matrix[:, :3, :].reshape(-1, 12)

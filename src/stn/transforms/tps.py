@@ -5,7 +5,9 @@ it reads: ``(N, 2 k^2)``, the points ``(x, y)`` in row-major control-grid order 
 The warp ``f`` is the thin plate spline with ``f(c_i) = theta_i`` (exactly when ``smoothing == 0``;
 with ``smoothing = lambda > 0`` the spline trades exactness for smoothness). The control-point
 system depends on the control points alone, so it is solved once, in float64, when the family is
-built; a grid is then one product of a cached output basis with ``theta``.
+built; a grid is then one product of a cached output basis with ``theta`` (fast path: one GEMM
+against the cached block basis, see :mod:`stn.transforms._linear`; reference path, selected by
+:mod:`stn.fastpath`: plain ``torch.matmul`` with autograd).
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from .. import fastpath
 from .._validate import check_positive_int
 from ..coords import base_grid
-from ._linear import basis_product
+from ._linear import basis_product, block_basis, cached, reference_product
 from .base import Transform
 
 
@@ -56,7 +59,6 @@ class ThinPlateSpline(Transform):
         self._control64 = control
         self._solution64 = torch.linalg.inv(system)[:, :k]  # (K+3, K)
         self.register_buffer("control_points", control.float(), persistent=False)
-        self._cache: dict[tuple, Tensor] = {}
 
     def identity(self, *, dtype=None, device=None) -> Tensor:
         return self._control64.reshape(-1).to(dtype=dtype or torch.get_default_dtype(), device=device)
@@ -69,25 +71,38 @@ class ThinPlateSpline(Transform):
 
     def output_basis(self, size: Sequence[int], align_corners: bool = False, *,
                      dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> Tensor:
-        """The theta-independent ``(H*W, K)`` matrix with ``grid = output_basis @ points``; cached."""
+        """The theta-independent ``(H*W, K)`` matrix with ``grid = output_basis @ points``.
+
+        Computed in float64, then cast; cached (bounded LRU shared with the matrix families) under
+        the spline's ``grid_size`` and ``smoothing`` and the size, ``align_corners``, dtype and device.
+        """
         dtype = dtype or torch.get_default_dtype()
         device = torch.device(device) if device is not None else torch.device("cpu")
-        key = (tuple(size), bool(align_corners), dtype, device)
-        if not torch.compiler.is_compiling() and key in self._cache:
-            return self._cache[key]
-        with torch.inference_mode(False), torch.no_grad():
-            xy = base_grid(size, align_corners, dtype=torch.float64)[:, :2]  # (H*W, 2)
-            basis = (self._basis64(xy) @ self._solution64).to(dtype=dtype, device=device)  # (H*W, K)
-        if not torch.compiler.is_compiling():
-            self._cache[key] = basis
-        return basis
+        key = ("tps", self.grid_size, self.smoothing, tuple(size), bool(align_corners), dtype, device)
+        return cached(key, lambda: self._make_output_basis(tuple(size), bool(align_corners), dtype, device))
+
+    def _make_output_basis(self, size: tuple[int, ...], align_corners: bool, dtype: torch.dtype,
+                           device: torch.device) -> Tensor:
+        xy = base_grid(size, align_corners, dtype=torch.float64)[:, :2]  # (H*W, 2)
+        return (self._basis64(xy) @ self._solution64).to(dtype=dtype, device=device)  # (H*W, K)
+
+    def _block(self, size: tuple[int, ...], align_corners: bool, dtype: torch.dtype,
+               device: torch.device) -> Tensor:
+        """The cached block form ``(2K, 2*H*W)`` of the output basis (see :mod:`._linear`)."""
+        key = ("tps-block", self.grid_size, self.smoothing, size, bool(align_corners), dtype, device)
+        return cached(key, lambda: block_basis(self.output_basis(size, align_corners, dtype=dtype, device=device), 2))
 
     def grid(self, theta: Tensor, size: Sequence[int], align_corners: bool = False) -> Tensor:
         size = self._check_size(size)
         self._check_theta(theta)
-        basis = self.output_basis(size, align_corners, dtype=theta.dtype, device=theta.device)
-        points = basis_product(basis, theta.view(theta.shape[0], self.num_params // 2, 2))  # (N, H*W, 2)
-        return points.view(theta.shape[0], *size, 2)  # (N, H, W, 2)
+        n = theta.shape[0]
+        points = theta.reshape(n, self.num_params // 2, 2)  # (N, K, 2)
+        if fastpath.enabled():
+            grid = basis_product(self._block(size, align_corners, theta.dtype, theta.device), points)  # (N, H*W, 2)
+        else:
+            basis = self.output_basis(size, align_corners, dtype=theta.dtype, device=theta.device)  # (H*W, K)
+            grid = reference_product(basis, points)  # (N, H*W, 2)
+        return grid.view(n, *size, 2)  # (N, H, W, 2)
 
     def warp_points(self, theta: Tensor, points: Tensor) -> Tensor:
         self._check_theta(theta)
