@@ -353,3 +353,20 @@ def test_projective_points_on_the_horizon_are_finite():
     assert torch.isfinite(out).all()
     out.sum().backward()
     assert torch.isfinite(theta.grad).all()
+
+
+# -- the coordinate helpers -------------------------------------------------------------------------
+@pytest.mark.parametrize("align_corners", AC)
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_pixel_centres_and_conversions_agree(n, align_corners, helpers):
+    centres = stn.coords.pixel_centres(n, align_corners, dtype=torch.float64)
+    expected = helpers.centres((n,), align_corners)[:, 0]
+    torch.testing.assert_close(centres, expected, atol=1e-15, rtol=0)
+    index = torch.arange(n, dtype=torch.float64)
+    points = torch.stack([index, torch.zeros(n, dtype=torch.float64)], dim=-1)  # (n, 2) pixels (col, row 0)
+    normalised = stn.coords.pixel_to_normalized(points, (1, n), align_corners)
+    torch.testing.assert_close(normalised[:, 0], centres, atol=1e-15, rtol=0)
+    torch.testing.assert_close(normalised[:, 1], stn.coords.pixel_centres(1, align_corners, dtype=torch.float64)
+                               .expand(n), atol=1e-15, rtol=0)
+    back = stn.coords.normalized_to_pixel(normalised, (1, n), align_corners)
+    torch.testing.assert_close(back, points, atol=1e-12, rtol=0)

@@ -94,6 +94,11 @@ def normalized_to_pixel(points: Tensor, size: Sequence[int], align_corners: bool
 
     Returns:
         Tensor of the same shape: column, row (and slice) indices, possibly fractional.
+
+    Example:
+        >>> import torch
+        >>> normalized_to_pixel(torch.tensor([[-1.0, 1.0], [0.0, 0.0]]), (3, 4)).tolist()
+        [[-0.5, 2.5], [1.5, 1.0]]
     """
     extent = torch.tensor(list(reversed(list(size))), dtype=points.dtype, device=points.device)  # (W, H[, D])
     if align_corners:
@@ -102,8 +107,17 @@ def normalized_to_pixel(points: Tensor, size: Sequence[int], align_corners: bool
 
 
 def pixel_to_normalized(points: Tensor, size: Sequence[int], align_corners: bool = False) -> Tensor:
-    """Inverse of :func:`normalized_to_pixel`."""
-    extent = torch.tensor(list(reversed(list(size))), dtype=points.dtype, device=points.device)
+    """Inverse of :func:`normalized_to_pixel`: pixel coordinates to normalised ``(x, y[, z])``.
+
+    With ``align_corners=True`` an axis of one pixel has its centre at 0 (as in
+    :func:`pixel_centres`), so every point on that axis maps to 0.
+
+    Example:
+        >>> import torch
+        >>> pixel_to_normalized(torch.tensor([[0.0, 2.0]]), (4, 4)).tolist()
+        [[-0.75, 0.25]]
+    """
+    extent = torch.tensor(list(reversed(list(size))), dtype=points.dtype, device=points.device)  # (W, H[, D])
     if align_corners:
-        return points / (extent - 1).clamp_min(1) * 2 - 1
+        return torch.where(extent > 1, points / (extent - 1).clamp_min(1) * 2 - 1, torch.zeros_like(points))
     return (points * 2 + 1) / extent - 1

@@ -32,6 +32,12 @@ def fc_localisation(in_shape: Sequence[int], hidden: Sequence[int] = (32, 32, 32
 
     Returns:
         Module mapping ``(N, *in_shape)`` to ``(N, hidden[-1])``.
+
+    Example:
+        >>> import torch
+        >>> net = fc_localisation((1, 28, 28))
+        >>> net(torch.zeros(5, 1, 28, 28)).shape, net.out_features
+        (torch.Size([5, 32]), 32)
     """
     if not hidden:
         raise ValueError("hidden: expected at least one layer size, got an empty sequence")
@@ -66,6 +72,11 @@ def conv_localisation(
 
     Returns:
         Module mapping ``(N, *in_shape)`` to ``(N, hidden)``.
+
+    Example:
+        >>> import torch
+        >>> conv_localisation((1, 60, 60))(torch.zeros(2, 1, 60, 60)).shape
+        torch.Size([2, 20])
     """
     if len(in_shape) not in (3, 4):
         raise ValueError(f"in_shape: expected (C, H, W) or (C, D, H, W), got {tuple(in_shape)}")

@@ -74,6 +74,13 @@ def reference_sample(input: Tensor, grid: Tensor, kernel: str = "bilinear",
 
     Returns:
         ``(N, C, H', W')``.
+
+    Example:
+        >>> import torch
+        >>> x = torch.tensor([[[[0.0, 1.0], [2.0, 3.0]]]])  # (1, 1, 2, 2)
+        >>> centre = torch.zeros(1, 1, 1, 2)                  # the image centre: all 4 pixels
+        >>> reference_sample(x, centre).item()
+        1.5
     """
     check_tensor("input", input, ndim=4, shape="(N, C, H, W)", floating=True)
     check_tensor("grid", grid, ndim=4, shape="(N, H', W', 2)", floating=True)
