@@ -28,6 +28,12 @@ def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def many(distortion, n: int, seeds: int = 10):
+    """``n`` draws pooled from ``seeds`` differently seeded generators."""
+    parts = [distortion.make_params(n // seeds, gen(1000 + s)) for s in range(seeds)]
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+
 def coordinate_images() -> torch.Tensor:
     """``uint8 (3, 28, 28)``: x ramp, y ramp, all ink."""
     ramp = (RAMP0 + RAMP_STEP * torch.arange(28)).to(torch.uint8)
@@ -111,7 +117,7 @@ def test_contract_shapes_dtype_range_no_inplace_subsets_and_empty(name):
     assert 0 <= float(x.min()) and float(x.max()) <= 1
     assert torch.equal(images, before)
     sub = d.apply(images[2:5], index_params(params, slice(2, 5)), None if others is None else others[2:5])
-    torch.testing.assert_close(sub, x[2:5], atol=1e-6, rtol=0)  # batched equals a subset
+    torch.testing.assert_close(sub, x[2:5], atol=2e-5, rtol=0)  # batched equals a subset (up to BLAS rounding)
     empty = d.apply(images[:0], d.make_params(0, gen(0)), None if others is None else others[:0])
     assert empty.shape == (0, d.channels, *d.size)
     assert torch.equal(d.apply(images, params, others), x)  # deterministic
@@ -142,7 +148,7 @@ def test_rotation_by_plus_90_turns_counter_clockwise_on_screen():
 
 def test_r_measured_angles_cover_the_papers_range():
     d = get_distortion("r")
-    params = d.make_params(300, gen(0))
+    params = many(d, 300)
     forward, residual = fit_affine(d, params)
     angle, scale, tx, ty = decompose(forward)
     assert residual.max() < 0.02  # the read map is exactly affine
@@ -158,7 +164,7 @@ def test_r_measured_angles_cover_the_papers_range():
 # -- RTS -------------------------------------------------------------------------------------------
 def test_rts_measured_transform_matches_params_and_papers_ranges():
     d = get_distortion("rts")
-    params = d.make_params(300, gen(1))
+    params = many(d, 300)
     forward, residual = fit_affine(d, params)
     angle, scale, tx, ty = decompose(forward)
     assert residual.max() < 0.02
@@ -208,7 +214,7 @@ def _homography(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
 def test_p_measured_warp_is_the_homography_of_the_moved_corners():
     d = get_distortion("p")
-    params = d.make_params(150, gen(3))
+    params = many(d, 150)
     src, valid = read_map(d, params)
     out = output_points(28, 28).numpy()
     corners = np.array([[-14.0, -14.0], [14, -14], [14, 14], [-14, 14]])  # image corners, TL TR BR BL
@@ -242,7 +248,7 @@ def _tps(control: np.ndarray, values: np.ndarray, points: np.ndarray) -> np.ndar
 
 def test_e_measured_warp_is_the_thin_plate_spline_of_the_moved_points():
     d = get_distortion("e")
-    params = d.make_params(60, gen(4))
+    params = many(d, 60)
     src, valid = read_map(d, params)
     axis = np.linspace(-14.0, 14.0, 4)  # a 4x4 control grid spanning the image, in pixels
     control = np.stack(np.meshgrid(axis, axis, indexing="xy"), -1).reshape(-1, 2)  # row-major, x fastest
@@ -264,7 +270,7 @@ def test_e_measured_warp_is_the_thin_plate_spline_of_the_moved_points():
 @pytest.mark.parametrize("name", ["t", "tc"])
 def test_t_and_tc_place_the_whole_frame_at_random_whole_pixel_positions(name):
     d = get_distortion(name)
-    params = d.make_params(400, gen(5))
+    params = many(d, 400)
     src, valid = read_map(d, params)
     side = PAPER["t_canvas"]
     assert valid.sum(dim=(1, 2)).eq(28 * 28).all()  # the whole 28x28 frame is on the canvas

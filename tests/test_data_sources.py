@@ -177,7 +177,8 @@ def test_embedded_default_works_offline_and_says_so(offline, caplog):
     path = Path(spec.submodule_search_locations[0]) / "data" / "data" / "mnist_5k.csv.gz"
     table = np.loadtxt(gzip.open(path, "rt"), delimiter=",", dtype=np.int64)
     rows = {r[:-1].astype(np.uint8).tobytes() + bytes([r[-1]]) for r in table}
-    ours = [img.numpy().tobytes() + bytes([lab]) for d in (train, test) for img, lab in zip(d.images, d.labels.tolist())]
+    ours = [img.numpy().tobytes() + bytes([lab])
+            for d in (train, test) for img, lab in zip(d.images, d.labels.tolist())]
     assert len(set(ours)) == len(ours) == 5000 and set(ours) == rows
     ink = (train.images > 0).float().mean()
     assert 0.1 < ink < 0.3  # MNIST digits cover about 19% of the frame

@@ -11,7 +11,6 @@ import logging
 import os
 import tempfile
 import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Sequence
 
@@ -44,6 +43,8 @@ def fetch(url: str, dest: Path, md5: str, timeout: float = 30.0) -> None:
         ChecksumError: The downloaded bytes have another MD5 (the partial file is deleted).
         OSError: Network or HTTP failure (``urllib.error.URLError`` is an ``OSError``).
     """
+    import urllib.request  # here, not at import time: it pulls in ssl and http
+
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     try:
         digest = hashlib.md5()

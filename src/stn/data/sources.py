@@ -179,7 +179,8 @@ def _read_split(images_path: Path, labels_path: Path, source: DigitSource, split
         raise ValueError(f"{images_path}: expected uint8 images of shape (N, 28, 28), got {images.dtype} "
                          f"{tuple(images.shape)}")
     if labels.dim() != 1 or labels.dtype != torch.uint8:
-        raise ValueError(f"{labels_path}: expected uint8 labels of shape (N,), got {labels.dtype} {tuple(labels.shape)}")
+        raise ValueError(f"{labels_path}: expected uint8 labels of shape (N,), got {labels.dtype} "
+                         f"{tuple(labels.shape)}")
     if labels.shape[0] != images.shape[0]:
         raise ValueError(f"{source.title} {split}: {images_path.name} holds {images.shape[0]} images but "
                          f"{labels_path.name} holds {labels.shape[0]} labels")
