@@ -62,9 +62,9 @@ def _st_model(count: int, localisation: str, classifier: str) -> Factory:
         build = fc_classifier if classifier == "fcn" else conv_classifier
         return TransformerClassifier(build(head, num_classes, **options), in_shape, sts, downsample)
 
-    loc = "FC localisation (3 x 32 units)" if localisation == "fc" else "conv localisation (2 x 20 5x5 filters, FC 20)"
-    what = "one spatial transformer" if count == 1 else f"{count} parallel spatial transformers (outputs concatenated)"
-    factory.__doc__ = f"{classifier.upper()} after {what} with the paper's {loc}. Option: " + (
+    loc = "FC localisation" if localisation == "fc" else "conv localisation"
+    what = "an ST" if count == 1 else f"{count} parallel STs (outputs concatenated)"
+    factory.__doc__ = f"{what} ({loc}) -> {classifier.upper()}. Option: " + (
         "``hidden``." if classifier == "fcn" else "``channels``.")
     return factory
 
