@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from .._validate import check_positive_int
 from .panel import plot_panel, save_figure
+from .paper_results import DISTORTION_LABELS, row_label
 from .views import apply_transformers
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -43,6 +44,14 @@ def plot_transformer(model: nn.Module, images: Tensor, *, title: str | None = No
                          f"without one (fcn and cnn have nothing to show)")
     return plot_panel(images, [v.output for v in views], [v.region for v in views],
                       labels=[v.label for v in views], title=title, ncols=ncols, cell=cell, dpi=dpi)
+
+
+def run_title(config: Any) -> str:
+    """A run's name in the paper's words, e.g. ``"ST-CNN Aff on MNIST RTS"``."""
+    model = getattr(config, "model", "?")
+    digits = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}.get(getattr(config, "digits", "mnist"), "digits")
+    distortion = getattr(config, "dataset", "?")
+    return f"{row_label(model, getattr(config, 'transform', None))} on {digits} {DISTORTION_LABELS.get(distortion, distortion)}"
 
 
 def pick(count: int, n: int, seed: int) -> Tensor:
@@ -116,10 +125,9 @@ def show_run(run: str | Path, out: str | Path, *, npz: str | Path | None = None,
     if npz is not None:
         images, source = npz_images(npz, in_shape, n, seed), Path(npz).name
     else:
-        images, source = sample_test_images(config, n, seed), f"{getattr(config, 'dataset', '?')} test set"
-    transform = getattr(config, "transform", None)
-    title = f"{getattr(config, 'model', type(model).__name__)}" + (f" ({transform})" if transform else "")
-    fig = plot_transformer(model, images, title=f"{title} on {source}")
+        images, source = sample_test_images(config, n, seed), "test set"
+    title = f"{run_title(config)}, {source}"
+    fig = plot_transformer(model, images, title=title)
     path = save_figure(fig, out)
-    logger.info("wrote %s", path)
+    logger.debug("wrote %s", path)
     return path
