@@ -139,6 +139,7 @@ class Addition(Distortion):
                              "draw its index with draw_others")
         n = images.shape[0]
         second = others.float() / 255.0 if others.dtype == torch.uint8 else others.float()
+        second = second.to(images.device)
         pair = torch.cat([images, second], dim=1).reshape(2 * n, 1, *SOURCE_SIZE)  # (2N, 1, 28, 28)
         flat = {key: value.reshape(2 * n) for key, value in params.items()}  # each (2N,)
         out = self.rts._apply(pair, flat, None)  # (2N, 1, H, W)

@@ -96,7 +96,7 @@ def _generator(generator: object) -> torch.Generator:
 
 
 def uniform(n: int, bounds: tuple[float, float], generator: torch.Generator) -> Tensor:
-    """``(n,)`` float32 uniform in ``[bounds[0], bounds[1]]``."""
+    """``(n,)`` float32 uniform in ``[bounds[0], bounds[1])``."""
     lo, hi = bounds
     return lo + (hi - lo) * torch.rand(n, generator=generator)
 
