@@ -152,3 +152,24 @@ def test_gif_frames_from_interlaced_and_global_palette_files_reassemble(tmp_path
         assert np.array_equal(got, want)  # 64 colours fit the palette exactly
     with pytest.raises(ValueError, match="gif"):
         parse_frame(b"\x89PNG\r\n\x1a\n" + bytes(20))
+
+
+def test_volume_transformer_is_skipped_not_fatal(tmp_path):
+    import stn
+    from stn.viz import apply_transformers
+
+    st = stn.SpatialTransformer(stn.fc_localisation((1, 4, 6, 6), hidden=(4,)), "affine3d")
+    with pytest.raises(ValueError, match="2-D"):
+        apply_transformers(st, torch.zeros(1, 1, 6, 6))
+    anim = TrainingAnimation(torch.zeros(2, 1, 6, 6))
+    anim.on_train_start(st, tmp_path)
+    anim.on_epoch_end(st, 1, {}, tmp_path)  # a training run must not die for its animation
+    assert not (tmp_path / GIF_NAME).exists()
+
+
+def test_images_follow_the_model_dtype(tmp_path):
+    model = model_at(1).double()
+    anim = TrainingAnimation(images())  # float32 images, float64 model
+    anim.on_train_start(model, tmp_path)
+    anim.on_epoch_end(model, 1, {}, tmp_path)
+    assert gif_frames(tmp_path / GIF_NAME)

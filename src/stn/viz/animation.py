@@ -30,7 +30,7 @@ from .._validate import check_tensor
 from ._files import atomic_write
 from ._gif import GifFrame, assemble, encode_frame, parse_frame
 from .panel import figure_to_array, plot_panel
-from .views import HeadView, apply_transformers
+from .views import HeadView, apply_transformers, spatial_transformers
 
 logger = logging.getLogger(__name__)
 
@@ -158,12 +158,18 @@ class TrainingAnimation:
         """Renders this epoch's frame and rewrites the GIF and the last-frame PNG."""
         if not self._enabled:
             return
-        views = apply_transformers(model, self.images)
-        if not views:
-            logger.info("training animation: the model has no spatial transformer; no animation is written")
+        if not spatial_transformers(model) or any(st.transform.ndim != 2 for st in spatial_transformers(model)):
+            logger.info("training animation: the model has no 2-D spatial transformer; no animation is written")
             self._enabled = False
             return
-        run_dir = Path(run_dir)
+        views = apply_transformers(model, self.images)
+        try:
+            self._write(views, epoch, metrics, Path(run_dir))
+        except OSError as err:  # e.g. a full disk: the run matters more than its animation
+            logger.warning("training animation: could not write epoch %d's frame (%s); continuing without it",
+                           epoch, err)
+
+    def _write(self, views: list[HeadView], epoch: int, metrics: dict, run_dir: Path) -> None:
         frame = render_frame(self.images, views, title=_caption(epoch, metrics), ncols=self.ncols,
                              cell=self.cell, dpi=self.dpi)
         folder = run_dir / FRAMES_DIR

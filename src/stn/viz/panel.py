@@ -23,6 +23,7 @@ from ._files import atomic_write
 from .geometry import SamplingRegion
 
 if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 #: One outline colour per head (in order: every head of the first transformer, then the next one's).
@@ -149,7 +150,7 @@ def _title_color(color: str) -> str:
     return "#555555" if color.lower() in ("#ffffff", "white", "#ffcc00") else color
 
 
-def _show_image(ax, image: np.ndarray, margin: float) -> None:
+def _show_image(ax: "Axes", image: np.ndarray, margin: float) -> None:
     h, w = image.shape[:2]
     ax.imshow(image, interpolation="nearest", extent=(-0.5, w - 0.5, h - 0.5, -0.5))
     ax.set_xlim(-0.5 - margin * w, w - 0.5 + margin * w)
@@ -161,7 +162,7 @@ def _show_image(ax, image: np.ndarray, margin: float) -> None:
         spine.set_visible(False)
 
 
-def _draw_region(ax, region: SamplingRegion, color: str) -> None:
+def _draw_region(ax: "Axes", region: SamplingRegion, color: str) -> None:
     """Draws one sample's region (batch of one) on ``ax``, in pixel coordinates."""
     if region.grid is not None:
         for line in region.grid[0].cpu().numpy():  # (M, 2)

@@ -52,27 +52,34 @@ def apply_transformers(model: nn.Module | Sequence[SpatialTransformer], images: 
     Args:
         model: A model exposing ``spatial_transformers``, a :class:`stn.SpatialTransformer`, or a
             sequence of transformers.
-        images: ``(n, C, H, W)`` in [0, 1] on any device (moved to the model's).
+        images: ``(n, C, H, W)`` in [0, 1] on any device (moved to the model's device and dtype).
         outline: See :func:`stn.viz.sampling_region`.
 
     Returns:
         One :class:`HeadView` per head, transformer by transformer; empty if there is no transformer.
+
+    Raises:
+        ValueError: for a 3-D (volume) transformer, which has no 2-D picture.
     """
     check_tensor("images", images, ndim=4, shape="(n, C, H, W)", floating=True)
     sts = list(model) if isinstance(model, (list, tuple)) else spatial_transformers(model)
     views: list[HeadView] = []
     total = sum(st.heads for st in sts)
+    for st in sts:
+        if st.transform.ndim != 2:
+            raise ValueError(f"model: expected 2-D spatial transformers to draw, got a {st.transform.ndim}-D "
+                             f"{st.transform.name!r} transformer")
     for s, st in enumerate(sts):
         param = next(st.parameters(), None)
-        x = images.to(param.device if param is not None else images.device)
-        with _eval_mode(st), torch.no_grad():
+        x = images if param is None else images.to(device=param.device, dtype=param.dtype)
+        with _EvalMode(st), torch.no_grad():
             out, theta = st(x, return_theta=True)
         n, heads = x.shape[0], st.heads
         size = st.output_size or tuple(x.shape[2:])
         out = out.reshape(n, heads, -1, *size).float().cpu()  # (n, heads, C, H', W') for either head_output
         theta = theta.reshape(n, heads, -1)  # (n, heads, P), on the transformer's device
         for h in range(heads):
-            region = sampling_region(st.transform, theta[:, h], size, tuple(x.shape[2:]),
+            region = sampling_region(st.transform, theta[:, h].float(), size, tuple(x.shape[2:]),
                                      align_corners=st.align_corners, outline=outline)
             views.append(HeadView(out[:, h], theta[:, h].float().cpu(), _to_cpu(region),
                                   _label(s, h, len(sts), heads, total)))
@@ -92,7 +99,7 @@ def _label(s: int, h: int, n_st: int, heads: int, total: int) -> str:
     return f"ST {s + 1}" if heads == 1 else f"ST {s + 1} head {h + 1}"
 
 
-class _eval_mode:
+class _EvalMode:
     """Puts a module in eval mode; restores every submodule's own flag on exit."""
 
     def __init__(self, module: nn.Module) -> None:
@@ -107,8 +114,3 @@ class _eval_mode:
     def __exit__(self, *exc: object) -> None:
         for module, training in self.modes:
             module.training = training
-
-
-def model_eval_mode(model: nn.Module) -> _eval_mode:
-    """Context manager: ``model`` in eval mode, each submodule's train/eval flag restored after."""
-    return _eval_mode(model)
