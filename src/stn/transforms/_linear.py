@@ -78,7 +78,10 @@ def block_basis(basis: Tensor, d: int) -> Tensor:
     ``coeffs.reshape(N, K*d) @ block`` equals ``(basis @ coeffs).reshape(N, P*d)``.
     """
     eye = torch.eye(d, dtype=basis.dtype, device=basis.device)
-    return torch.kron(basis.transpose(0, 1).contiguous(), eye)  # (K*d, P*d)
+    k, p = basis.shape[1], basis.shape[0]
+    # kron written out: torch.kron fails on a one-pixel output (a (K, 1) operand).
+    block = basis.transpose(0, 1)[:, None, :, None] * eye[None, :, None, :]  # (K, d, P, d)
+    return block.reshape(k * d, p * d)  # (K*d, P*d)
 
 
 class _BlockProduct(torch.autograd.Function):
