@@ -111,7 +111,7 @@ class Trainer:
         self.net: nn.Module = self.model
         if env.distributed:
             ids = [env.device.index] if env.device.type == "cuda" else None
-            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids, broadcast_buffers=False)
+            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
 
     # -- checkpoint state ---------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
