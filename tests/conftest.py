@@ -16,12 +16,6 @@ from torch import Tensor, nn
 
 import stn
 
-FAMILIES = stn.transforms.list_transforms()
-FAMILIES_2D = [f for f in FAMILIES if stn.transforms.get(f).ndim == 2]
-FAMILIES_3D = [f for f in FAMILIES if stn.transforms.get(f).ndim == 3]
-MATRIX_FAMILIES = [f for f in FAMILIES if stn.transforms.get(f).has_matrix]
-
-
 def gen(seed: int = 0) -> torch.Generator:
     """A CPU generator seeded with ``seed``."""
     return torch.Generator().manual_seed(seed)
@@ -114,20 +108,10 @@ def centres(size: Sequence[int], align_corners: bool, dtype: torch.dtype = torch
     return torch.stack([m.reshape(-1) for m in reversed(mesh)], dim=-1)  # (P, ndim)
 
 
-def perturb_regression(module: nn.Module, seed: int, scale: float = 0.05) -> None:
-    """Gives every SpatialTransformer in ``module`` small random regression weights."""
-    g = gen(seed)
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, stn.SpatialTransformer):
-                m.regression.weight.copy_(torch.randn(m.regression.weight.shape, generator=g) * scale)
-
-
 @pytest.fixture(scope="session")
 def helpers() -> types.SimpleNamespace:
     """The helper functions above, for tests (Hypothesis included) that prefer a fixture."""
     return types.SimpleNamespace(
         gen=gen, uniform=uniform, random_theta=random_theta, image_shape=image_shape,
         smooth_image=smooth_image, make_st=make_st, pixel_of=pixel_of, centres=centres,
-        perturb_regression=perturb_regression,
     )

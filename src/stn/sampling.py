@@ -79,7 +79,8 @@ def sample(
                          f"(input shape {tuple(input.shape)}, grid shape {tuple(grid.shape)})")
     check_sampling_options(mode, padding, fill)
     if mode == "bicubic" and d == 3:
-        raise ValueError("mode: 'bicubic' is only available for 2-D inputs; use 'bilinear' or 'nearest' for volumes")
+        raise ValueError("mode: 'bicubic' is only available for 2-D inputs; use 'bilinear' or 'nearest' "
+                         "for volumes")
     if mode == "nearest" and grid.requires_grad and torch.is_grad_enabled():
         warnings.warn("mode='nearest' passes no gradient to the grid or theta; the localisation net "
                       "will not learn. Use 'bilinear' or 'bicubic' for training.", stacklevel=2)
