@@ -186,3 +186,12 @@ def test_bad_arguments_name_the_argument():
         sampling_region("affine3d", torch.zeros(1, 12), (8, 8))
     with pytest.raises(TypeError, match="theta"):
         sampling_region("affine", [[1, 0, 0, 0, 1, 0]], (8, 8))
+
+
+@pytest.mark.parametrize("name", ["stn.viz", "stn.viz.geometry", "stn.viz.paper_results"])
+def test_docstring_examples(name):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS, verbose=False)
+    assert result.attempted > 0 and result.failed == 0
