@@ -148,3 +148,10 @@ def test_bad_inputs():
         plot_panel(digit_like(2), [digit_like(2)], [None, None])
     with pytest.raises(ValueError, match="images"):
         to_rgb(torch.zeros(2, 2))
+
+
+def test_panel_argument_types():
+    with pytest.raises(TypeError, match="inputs"):
+        plot_panel(np.zeros((1, 1, 4, 4)), [digit_like(1)])
+    with pytest.raises(ValueError, match="outputs\\[0\\]"):
+        plot_panel(digit_like(1), [torch.zeros(1, 4, 4)])

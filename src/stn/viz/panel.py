@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 from torch import Tensor
 
+from .._validate import check_tensor
 from ._files import atomic_write
 from .geometry import SamplingRegion
 
@@ -97,6 +98,9 @@ def plot_panel(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    check_tensor("inputs", inputs, ndim=4, shape="(n, C, H, W)")
+    for h, out in enumerate(outputs):
+        check_tensor(f"outputs[{h}]", out, ndim=4, shape="(n, C', H', W')")
     n = inputs.shape[0]
     if n < 1:
         raise ValueError(f"inputs: expected at least one image, got shape {tuple(inputs.shape)}")
