@@ -6,7 +6,7 @@ digits that :func:`stn.data.load_digits` finds (the embedded sample when offline
 bar: at least 20,000 RTS images per second on a 2-core CPU.
 
 Run: ``python -c "from benchmarks.distortions import run; print(run())"`` or
-``python -m benchmarks.distortions``.
+``python -m benchmarks.distortions [THREADS]``.
 """
 
 from __future__ import annotations
@@ -30,12 +30,14 @@ def _epoch_seconds(data: DistortedDigits, epoch: int) -> float:
     return time.perf_counter() - start
 
 
-def run(smoke: bool = False) -> list[dict]:
+def run(smoke: bool = False, threads: int | None = None) -> list[dict]:
     """Measures every registered distortion.
 
     Args:
         smoke: A quick check (1,024 samples, one timed epoch) instead of the full measurement
             (16,384 samples, three timed epochs).
+        threads: ``torch.set_num_threads`` for the measurement (restored afterwards); default: the
+            current setting. On a CPU shared with other jobs, 1 thread is often faster than 2.
 
     Returns:
         One dict per distortion: ``name`` (``"distortions/<name>"``), ``distortion``, ``shape``
@@ -45,8 +47,23 @@ def run(smoke: bool = False) -> list[dict]:
         ``"embedded"``), and for ``rts`` ``target_images_per_s`` and ``meets_target``.
     """
     n, repeats = (1024, 1) if smoke else (16384, 3)
-    logging.getLogger("stn.data").setLevel(logging.ERROR)  # the embedded-sample warning is expected here
-    digits = load_digits("mnist", "train")
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _measure(n, repeats)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _measure(n: int, repeats: int) -> list[dict]:
+    logger = logging.getLogger("stn.data")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # the embedded-sample warning is expected here
+    try:
+        digits = load_digits("mnist", "train")
+    finally:
+        logger.setLevel(level)
     rows = []
     for name in list_distortions():
         data = DistortedDigits(name, "train", digits=digits, limit=n)
@@ -65,5 +82,7 @@ def run(smoke: bool = False) -> list[dict]:
 
 
 if __name__ == "__main__":
-    for row in run():
+    import sys
+
+    for row in run(threads=int(sys.argv[1]) if len(sys.argv) > 1 else None):
         print(f"{row['distortion']:>9} {str(row['shape']):>12} {row['images_per_s']:>10,} images/s")
