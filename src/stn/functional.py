@@ -7,6 +7,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from ._fast_warp import warp_grid
 from ._validate import check_finite as _check_finite
 from ._validate import check_tensor
 from .sampling import LOW_PRECISION, Fill, check_sampling_options, sample
@@ -75,6 +76,6 @@ def warp(
         _check_finite("theta", theta)
     size = tuple(input.shape[2:]) if size is None else size
     work = torch.float32 if input.dtype in LOW_PRECISION else input.dtype
-    grid = family.grid(theta.to(work), size, align_corners)
+    grid = warp_grid(family, theta.to(work), size, align_corners)  # fast path: see stn._fast_warp
     out = sample(input.to(work), grid, mode=mode, padding=padding, fill=fill, align_corners=align_corners)
     return out.to(input.dtype)

@@ -1,0 +1,98 @@
+"""Section 4: what a spatial transformer costs in training, and the data pipeline's speed.
+
+* One SGD training step (forward, cross-entropy, backward, update) of ``st-cnn`` against the same
+  ``cnn`` without the transformer, on RTS batches (42x42, the paper's 2x average pool after the ST),
+  batch 256 as in the paper. The ratio ``st-cnn / cnn`` is the overhead the paper quotes ("only 6%
+  slower", for its ST-CNN Multi on a GPU); the target here is at most 1.15.
+* The distortion generators' images per second, from ``benchmarks/distortions.py`` (data section).
+
+The models and data come from :func:`stn.models.create_model` and :class:`stn.data.DistortedDigits`;
+if either is missing, the section says so and is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from . import _timing
+
+TARGET_OVERHEAD = 1.15  # ST-CNN step / CNN step on RTS (issue 5)
+BATCH = 256
+
+
+class Unavailable(RuntimeError):
+    """Raised when the models or the data sets cannot be imported yet."""
+
+
+def _rts_batches(batch: int, count: int) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], str]:
+    try:
+        from stn.data import DistortedDigits, load_digits
+    except ImportError as err:
+        raise Unavailable(f"stn.data is not importable yet ({err})") from err
+    logging.getLogger("stn.data").setLevel(logging.ERROR)  # the embedded-sample warning is expected
+    digits = load_digits("mnist", "train")
+    data = DistortedDigits("rts", "train", digits=digits, limit=batch * count)
+    batches = list(data.batches(0, batch))[:count]
+    return batches, "embedded sample" if digits.embedded else digits.source
+
+
+def training_step(smoke: bool = False, repeats: int = 20, warmup: int = 2) -> dict[str, Any]:
+    """Times one training step of ``st-cnn`` and of ``cnn`` on the same RTS batches."""
+    try:
+        from stn.models import count_parameters, create_model
+    except ImportError as err:
+        raise Unavailable(f"stn.models is not importable yet ({err})") from err
+    batch = 8 if smoke else BATCH
+    batches, source = _rts_batches(batch, 2 if smoke else 4)
+    in_shape = tuple(batches[0][0].shape[1:])
+    torch.manual_seed(0)  # benchmark script: model initialisation only
+    models = {name: create_model(name, in_shape=in_shape, num_classes=10, downsample=True)
+              for name in ("st-cnn", "cnn")}
+    optimisers = {name: torch.optim.SGD(m.parameters(), lr=0.01) for name, m in models.items()}
+    state = {"i": 0}
+
+    def forward(name: str):
+        def fn():
+            x, y = batches[state["i"] % len(batches)]
+            return F.cross_entropy(models[name](x), y)
+        return fn
+
+    def step(name: str):
+        def fn():
+            x, y = batches[state["i"] % len(batches)]
+            state["i"] += 1
+            optimisers[name].zero_grad(set_to_none=True)
+            F.cross_entropy(models[name](x), y).backward()
+            optimisers[name].step()
+        return fn
+
+    times = _timing.interleaved(
+        {"ours_fwd": forward("st-cnn"), "baseline_fwd": forward("cnn"),
+         "ours_fwd_bwd": step("st-cnn"), "baseline_fwd_bwd": step("cnn")},
+        repeats=1 if smoke else repeats, warmup=1 if smoke else warmup, budget_s=None if smoke else 30.0)
+    row = _timing.comparison(
+        f"training/rts-{batch}", "training", (batch, *in_shape), "st-cnn (affine ST) training step",
+        "cnn training step", times, None,
+        params={name: count_parameters(m) for name, m in models.items()}, data=source,
+        target_overhead=TARGET_OVERHEAD)
+    # Here the interesting figure is the overhead ratio ours / baseline (1.0 = free).
+    row["overhead_fwd"] = round(times["ours_fwd"] / times["baseline_fwd"], 3)
+    row["overhead_step"] = round(times["ours_fwd_bwd"] / times["baseline_fwd_bwd"], 3)
+    row["meets_target"] = row["overhead_step"] <= TARGET_OVERHEAD
+    return row
+
+
+def distortions(smoke: bool = False) -> list[dict[str, Any]]:
+    """Images per second of every distortion generator (``benchmarks/distortions.py``)."""
+    try:
+        from . import distortions as module
+    except ImportError as err:
+        raise Unavailable(f"benchmarks/distortions.py is not importable yet ({err})") from err
+    rows = module.run(smoke=smoke)
+    for row in rows:
+        row.setdefault("section", "distortions")
+    return rows
