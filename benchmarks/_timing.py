@@ -139,6 +139,11 @@ def machine() -> dict[str, Any]:
     return info
 
 
+def significant(x: float, digits: int = 4) -> float:
+    """``x`` rounded to ``digits`` significant digits (for the JSON)."""
+    return float(f"{x:.{digits}g}")
+
+
 def comparison(name: str, section: str, shape: tuple[int, ...], ours: str, baseline: str,
                times: dict[str, float], peaks: dict[str, int | None] | None = None,
                **extra: Any) -> dict[str, Any]:
@@ -146,10 +151,10 @@ def comparison(name: str, section: str, shape: tuple[int, ...], ours: str, basel
     ``baseline_fwd_bwd`` in ms; speedups are ``baseline / ours`` (above 1: ours is faster)."""
     row: dict[str, Any] = {
         "name": name, "section": section, "shape": list(shape), "ours": ours, "baseline": baseline,
-        "fwd_ms": {"ours": round(times["ours_fwd"], 4), "baseline": round(times["baseline_fwd"], 4)},
-        "fwd_bwd_ms": {"ours": round(times["ours_fwd_bwd"], 4), "baseline": round(times["baseline_fwd_bwd"], 4)},
-        "speedup_fwd": round(times["baseline_fwd"] / times["ours_fwd"], 3),
-        "speedup_fwd_bwd": round(times["baseline_fwd_bwd"] / times["ours_fwd_bwd"], 3),
+        "fwd_ms": {"ours": significant(times["ours_fwd"]), "baseline": significant(times["baseline_fwd"])},
+        "fwd_bwd_ms": {"ours": significant(times["ours_fwd_bwd"]), "baseline": significant(times["baseline_fwd_bwd"])},
+        "speedup_fwd": significant(times["baseline_fwd"] / times["ours_fwd"]),
+        "speedup_fwd_bwd": significant(times["baseline_fwd_bwd"] / times["ours_fwd_bwd"]),
     }
     if peaks is not None:
         row["peak_mb"] = {k: (None if v is None else round(v / 2**20, 3)) for k, v in peaks.items()}

@@ -73,7 +73,7 @@ def case(shape: tuple[int, ...], *, repeats: int, warmup: int, budget_s: float, 
     row = _timing.comparison(
         f"affine/{'x'.join(map(str, shape))}", "affine", shape,
         "stn.warp affine (fast grid + F.grid_sample)", "F.affine_grid + F.grid_sample", times, peaks,
-        floor_fwd_bwd_ms=round(times["floor"], 4), copy_ms=round(times["copy"], 4),
+        floor_fwd_bwd_ms=_timing.significant(times["floor"]), copy_ms=_timing.significant(times["copy"]),
         max_abs_diff=diff, target_speedup_fwd_bwd=target)
     row["meets_target"] = row["speedup_fwd_bwd"] >= target and (
         peaks is None or None in peaks.values() or peaks["ours"] <= peaks["baseline"])

@@ -80,8 +80,8 @@ def training_step(smoke: bool = False, repeats: int = 20, warmup: int = 2) -> di
         params={name: count_parameters(m) for name, m in models.items()}, data=source,
         target_overhead=TARGET_OVERHEAD)
     # Here the interesting figure is the overhead ratio ours / baseline (1.0 = free).
-    row["overhead_fwd"] = round(times["ours_fwd"] / times["baseline_fwd"], 3)
-    row["overhead_step"] = round(times["ours_fwd_bwd"] / times["baseline_fwd_bwd"], 3)
+    row["overhead_fwd"] = _timing.significant(times["ours_fwd"] / times["baseline_fwd"])
+    row["overhead_step"] = _timing.significant(times["ours_fwd_bwd"] / times["baseline_fwd_bwd"])
     row["meets_target"] = row["overhead_step"] <= TARGET_OVERHEAD
     return row
 
