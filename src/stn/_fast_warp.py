@@ -10,8 +10,11 @@ any way of writing the interleaved ``(N, H, W, 2)`` layout (a GEMM, or a broadca
 dimension is 2).
 
 Backward: the gradient ``F.grid_sample`` returns for the grid is an ordinary contiguous
-``(N, H, W, 2)`` tensor; the gradient of the affine rows is one GEMM of it against the cached block
-basis (:mod:`stn.transforms._linear`), never a per-sample product.
+``(N, H, W, 2)`` tensor ``G``; the base grid is separable, so the gradient of the rows needs only
+two passes over ``G``: its column sums ``sum_i G[i, j]`` (a plain reduction) and its ``y_t``-weighted
+column sums ``sum_i y_t[i] G[i, j]`` (one batched vector-matrix product); the rest is ``(N, W, 2)``
+arithmetic. No ``(N, H, W, 3)`` base grid and no per-sample GEMM, as ``F.affine_grid``'s backward
+has.
 
 Where this does not apply (other families, 3-D, ``torch.compile``, the reference path switched on
 with :mod:`stn.fastpath`), :func:`warp_grid` returns ``family.grid(...)`` unchanged.
@@ -28,42 +31,46 @@ from . import fastpath
 from .coords import pixel_centres
 from .transforms import Transform
 from .transforms._linear import cached
-from .transforms.matrix import MatrixTransform, _block
+from .transforms.matrix import MatrixTransform
 
 
 def _axes(size: tuple[int, int], align_corners: bool, dtype: torch.dtype,
           device: torch.device) -> tuple[Tensor, Tensor]:
     """Normalised pixel centres ``x_t`` ``(1, 1, 1, W)`` and ``y_t`` ``(1, 1, H, 1)``, cached."""
     h, w = size
-    key = ("axes", size, bool(align_corners), dtype, device)
-    both = cached(key, lambda: torch.cat([pixel_centres(w, align_corners, dtype=dtype, device=device),
-                                          pixel_centres(h, align_corners, dtype=dtype, device=device)]))
-    return both[:w].view(1, 1, 1, w), both[w:].view(1, 1, h, 1)
+    xt = cached(("x_t", w, bool(align_corners), dtype, device),
+                lambda: pixel_centres(w, align_corners, dtype=dtype, device=device).view(1, 1, 1, w))
+    yt = cached(("y_t", h, bool(align_corners), dtype, device),
+                lambda: pixel_centres(h, align_corners, dtype=dtype, device=device).view(1, 1, h, 1))
+    return xt, yt
 
 
 class _PlanarAffineGrid(torch.autograd.Function):
     """``rows (N, 2, 3) -> grid (N, H, W, 2)``, a view of planar ``(N, 2, H, W)`` storage."""
 
     @staticmethod
-    def forward(rows: Tensor, size: tuple[int, int], align_corners: bool) -> Tensor:
-        n = rows.shape[0]
-        xt, yt = _axes(size, align_corners, rows.dtype, rows.device)
-        a, b, c = (rows[:, :, k].reshape(n, 2, 1, 1) for k in range(3))  # each (N, 2, 1, 1)
-        planar = torch.addcmul(torch.addcmul(c, b, yt), a, xt)  # (N, 2, H, W): a x_t + b y_t + c
+    def forward(rows: Tensor, xt: Tensor, yt: Tensor) -> Tensor:  # xt (1, 1, 1, W), yt (1, 1, H, 1)
+        a, b, c = rows.view(rows.shape[0], 2, 3, 1, 1).unbind(2)  # each (N, 2, 1, 1)
+        # One full-size op: a column term (N, 2, 1, W) plus a row term (N, 2, H, 1); a binary op
+        # with one broadcast operand runs vectorised along the width.
+        planar = torch.add(a * xt, torch.addcmul(c, b, yt))  # (N, 2, H, W): a x_t + b y_t + c
         return planar.permute(0, 2, 3, 1)  # (N, H, W, 2) view, width stride 1
 
     @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Tensor, tuple[int, int], bool], output: Tensor) -> None:
-        rows, size, align_corners = inputs
-        ctx.size, ctx.align_corners = size, align_corners
-        ctx.dtype, ctx.device = rows.dtype, rows.device
+    def setup_context(ctx: Any, inputs: tuple[Tensor, Tensor, Tensor], output: Tensor) -> None:
+        _, xt, yt = inputs
+        ctx.save_for_backward(xt, yt)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:  # grad (N, H, W, 2)
-        block = _block(ctx.size, ctx.align_corners, 2, ctx.dtype, ctx.device)  # (3*2, H*W*2)
-        n = grad.shape[0]
-        coeffs = torch.mm(grad.reshape(n, block.shape[1]), block.transpose(0, 1))  # (N, 6): index k*2 + d
-        return coeffs.view(n, 3, 2).transpose(1, 2), None, None  # (N, 2, 3) rows
+        xt, yt = ctx.saved_tensors
+        n, h, w, _ = grad.shape
+        g = grad.reshape(n, h, w * 2)  # (N, H, W*2), (x, y) interleaved along the width
+        col = g.sum(1).view(n, w, 2)  # column sums: (N, W, 2)
+        row = torch.matmul(yt.view(1, 1, h), g).view(n, w, 2)  # y_t-weighted column sums: (N, W, 2)
+        da = torch.matmul(xt.view(1, 1, w), col)  # sum of grad * x_t: (N, 1, 2)
+        drows = torch.cat([da, row.sum(1, keepdim=True), col.sum(1, keepdim=True)], dim=1)  # (N, 3, 2)
+        return drows.transpose(1, 2), None, None  # (N, 2, 3)
 
 
 def _applies(family: Transform, theta: Tensor) -> bool:
@@ -89,4 +96,5 @@ def warp_grid(family: Transform, theta: Tensor, size: Sequence[int], align_corne
         return family.grid(theta, size, align_corners)
     size = family._check_size(size)
     rows = family._rows(theta)  # (N, 2, 3)
-    return _PlanarAffineGrid.apply(rows, size, bool(align_corners))
+    xt, yt = _axes(size, align_corners, theta.dtype, theta.device)
+    return _PlanarAffineGrid.apply(rows, xt, yt)
