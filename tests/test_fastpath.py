@@ -223,8 +223,8 @@ def test_basis_first_built_under_inference_mode_works_with_autograd_later(name, 
     torch.testing.assert_close(grad, ref_grad, **TOL32)
 
 
-# -- stn.warp: the planar grid for the affine families --------------------------------------------------
-AFFINE_LIKE = ["translation", "attention", "similarity", "affine"]
+# -- stn.warp: the planar grid for the 2-D matrix families ----------------------------------------------
+PLANAR = ["translation", "attention", "similarity", "affine", "projective"]
 
 
 def _warp_both_paths(x, theta, name, size, **options):
@@ -238,7 +238,7 @@ def _warp_both_paths(x, theta, name, size, **options):
     return (out, *grads), (ref, *ref_grads)
 
 
-@pytest.mark.parametrize("name", AFFINE_LIKE)
+@pytest.mark.parametrize("name", PLANAR)
 @pytest.mark.parametrize("align_corners", AC)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_warp_fast_path_equals_reference_path(name, align_corners, dtype, helpers):
@@ -271,7 +271,7 @@ def test_warp_affine_equals_torch_affine_grid_and_grid_sample_float32(shape, siz
     _assert_close_scaled(grad, ref_grad, 1e-5)
 
 
-@pytest.mark.parametrize("name", AFFINE_LIKE)
+@pytest.mark.parametrize("name", PLANAR)
 def test_warp_fast_path_gradcheck_float64(name, helpers):
     family = get(name)
     g = helpers.gen(14)
@@ -290,10 +290,23 @@ def test_warp_grid_is_planar_only_where_it_applies(helpers):
         theta = helpers.random_theta(family, 2, g, dtype=torch.float32)
         grid = warp_grid(family, theta, size, False)
         torch.testing.assert_close(grid, family.grid(theta, size), **TOL32)
-        planar = name in AFFINE_LIKE
+        planar = name in PLANAR
         assert grid.stride(-2) == (1 if planar else family.ndim), name  # x of neighbours adjacent
         with fastpath.disabled():
             assert warp_grid(family, theta, size, False).is_contiguous()
+
+
+@pytest.mark.parametrize("align_corners", AC)
+def test_warp_projective_across_the_horizon_equals_reference(align_corners, helpers):
+    """w = 1 + x vanishes on the left edge (and is negative beyond it): the clamped points must
+    give the reference path's values and gradients (zero gradient through the clamp), no NaN."""
+    theta = torch.tensor([[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0], [0.9, 0.1, 0.0, 0.0, 1.0, 0.0, 1.2, 0.1]],
+                         dtype=torch.float64)
+    x = helpers.smooth_image((2, 1, 6, 7))
+    fast, ref = _warp_both_paths(x, theta, "projective", (5, 9), align_corners=align_corners, padding="border")
+    for a, b in zip(fast, ref):
+        assert torch.isfinite(a).all()
+        _assert_close_scaled(a, b, 1e-8)  # 1/w^2 near the horizon amplifies float64 rounding
 
 
 def test_warp_fast_path_empty_batch_and_low_precision(helpers):

@@ -31,7 +31,7 @@ from . import fastpath
 from .coords import pixel_centres
 from .transforms import Transform
 from .transforms._linear import cached
-from .transforms.matrix import MatrixTransform
+from .transforms.matrix import PROJECTIVE_EPS, MatrixTransform
 
 
 def _axes(size: tuple[int, int], align_corners: bool, dtype: torch.dtype,
@@ -73,10 +73,55 @@ class _PlanarAffineGrid(torch.autograd.Function):
         return drows.transpose(1, 2), None, None  # (N, 2, 3)
 
 
+class _PlanarProjectiveGrid(torch.autograd.Function):
+    """``matrix (N, 3, 3) -> grid (N, H, W, 2)``: homogeneous planes ``(N, 3, H, W)``, then one
+    division, with the homogeneous coordinate kept ``PROJECTIVE_EPS`` away from 0 as
+    :class:`stn.transforms.Projective` does."""
+
+    @staticmethod
+    def forward(m: Tensor, xt: Tensor, yt: Tensor) -> Tensor:
+        a, b, c = m.view(m.shape[0], 3, 3, 1, 1).unbind(2)  # each (N, 3, 1, 1)
+        hom = torch.add(a * xt, torch.addcmul(c, b, yt))  # (N, 3, H, W): x, y, w planes
+        w = hom[:, 2]  # (N, H, W)
+        small = w.abs() < PROJECTIVE_EPS
+        clamped = bool(small.any())
+        if clamped:  # points near the horizon: keep the sign, move to +-eps (0 -> +eps)
+            w = torch.where(small, torch.where(w < 0, -PROJECTIVE_EPS, PROJECTIVE_EPS).to(w.dtype), w)
+        inv = torch.reciprocal(w).unsqueeze(1)  # (N, 1, H, W)
+        planar = hom[:, :2] * inv  # (N, 2, H, W)
+        return planar.permute(0, 2, 3, 1), inv, small if clamped else None
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Tensor, Tensor, Tensor], output: tuple) -> None:
+        _, xt, yt = inputs
+        grid, inv, small = output
+        ctx.mark_non_differentiable(inv)
+        if small is not None:
+            ctx.mark_non_differentiable(small)
+        ctx.save_for_backward(xt, yt, grid, inv, small)
+        ctx.set_materialize_grads(False)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor, _inv: Any, _small: Any) -> tuple[Tensor | None, None, None]:
+        xt, yt, grid, inv, small = ctx.saved_tensors
+        if grad is None:
+            return None, None, None
+        n, h, w, _ = grad.shape
+        d = torch.empty(n, 3, h, w, dtype=grad.dtype, device=grad.device)  # d/d(x, y, w planes)
+        torch.mul(grad.permute(0, 3, 1, 2), inv, out=d[:, :2])  # (N, 2, H, W)
+        dw = (d[:, :2] * grid.permute(0, 3, 1, 2)).sum(1)  # (N, H, W): sum_k dL/dhom_k * point_k
+        if small is not None:
+            dw.masked_fill_(small, 0.0)  # clamped: the grid does not move with w there
+        torch.neg(dw, out=d[:, 2])
+        col = d.sum(2)  # (N, 3, W)
+        row = d.sum(3)  # (N, 3, H)
+        dm = torch.stack([torch.matmul(col, xt.view(-1)), torch.matmul(row, yt.view(-1)), row.sum(2)], dim=2)
+        return dm, None, None  # (N, 3, 3)
+
+
 def _applies(family: Transform, theta: Tensor) -> bool:
     return (fastpath.enabled() and isinstance(family, MatrixTransform) and family.ndim == 2
-            and not family.projective and not torch.compiler.is_compiling()
-            and theta.dtype in (torch.float32, torch.float64))
+            and not torch.compiler.is_compiling() and theta.dtype in (torch.float32, torch.float64))
 
 
 def warp_grid(family: Transform, theta: Tensor, size: Sequence[int], align_corners: bool) -> Tensor:
@@ -95,6 +140,8 @@ def warp_grid(family: Transform, theta: Tensor, size: Sequence[int], align_corne
     if not _applies(family, theta):
         return family.grid(theta, size, align_corners)
     size = family._check_size(size)
-    rows = family._rows(theta)  # (N, 2, 3)
+    rows = family._rows(theta)  # (N, 2, 3), or (N, 3, 3) for projective
     xt, yt = _axes(size, align_corners, theta.dtype, theta.device)
+    if family.projective:
+        return _PlanarProjectiveGrid.apply(rows, xt, yt)[0]
     return _PlanarAffineGrid.apply(rows, xt, yt)
