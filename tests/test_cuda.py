@@ -1,0 +1,46 @@
+"""CUDA: the same results as on the CPU (skipped on machines without a GPU, such as CI)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import stn
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+FAMILIES_2D = [n for n in stn.transforms.list_transforms() if stn.transforms.get(n).ndim == 2]
+
+
+@cuda
+@pytest.mark.parametrize("family", stn.transforms.list_transforms())
+@pytest.mark.parametrize("mode", ["bilinear", "bicubic"])
+def test_warp_matches_cpu(helpers, family, mode):
+    t = stn.transforms.get(family)
+    if mode == "bicubic" and t.ndim == 3:
+        pytest.skip("bicubic is 2-D only")
+    g = helpers.gen(1)
+    x = helpers.smooth_image(helpers.image_shape(t, 3, 2, 9), dtype=torch.float32)
+    theta = helpers.random_theta(t, 3, g, dtype=torch.float32)
+    results = []
+    for device in ("cpu", "cuda"):
+        xi = x.to(device).requires_grad_()
+        ti = theta.to(device).requires_grad_()
+        out = stn.warp(xi, ti, family, mode=mode, fill=0.25)
+        (out * out).sum().backward()
+        assert out.device.type == device and out.dtype == x.dtype
+        results.append([out.detach().cpu(), xi.grad.cpu(), ti.grad.cpu()])
+    for a, b in zip(*results):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
+
+
+@cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_spatial_transformer_on_cuda(dtype):
+    st = stn.SpatialTransformer(stn.conv_localisation((1, 42, 42)), "affine", heads=2).to("cuda", dtype)
+    x = torch.rand(4, 1, 42, 42, device="cuda", dtype=dtype)
+    out, theta = st(x, return_theta=True)
+    assert out.shape == (4, 2, 42, 42) and out.dtype == dtype and out.device.type == "cuda"
+    tol = 1e-2 if dtype == torch.bfloat16 else 1e-5
+    torch.testing.assert_close(out, torch.cat([x, x], 1), rtol=tol, atol=tol)
+    out.float().sum().backward()
+    assert st.regression.weight.grad is not None and torch.isfinite(st.regression.weight.grad).all()
