@@ -93,6 +93,8 @@ def table(report: dict[str, Any]) -> str:
             if "overhead_step" in r:
                 note.append(f"overhead fwd {r['overhead_fwd']:.2f}x, step {r['overhead_step']:.2f}x "
                             f"(target <= {r['target_overhead']})")
+            if "breakdown_ms" in r:
+                note.append("parts (ms, fwd+bwd): " + ", ".join(f"{k} {v:.1f}" for k, v in r["breakdown_ms"].items()))
             if "target_speedup_fwd_bwd" in r:
                 note.append(f"target f+b >= {r['target_speedup_fwd_bwd']}x")
             if "meets_target" in r:

@@ -83,7 +83,50 @@ def training_step(smoke: bool = False, repeats: int = 20, warmup: int = 2) -> di
     row["overhead_fwd"] = _timing.significant(times["ours_fwd"] / times["baseline_fwd"])
     row["overhead_step"] = _timing.significant(times["ours_fwd_bwd"] / times["baseline_fwd_bwd"])
     row["meets_target"] = row["overhead_step"] <= TARGET_OVERHEAD
+    if not smoke:
+        row["breakdown_ms"] = breakdown(models["st-cnn"], models["cnn"], *batches[0], repeats=max(repeats // 2, 3))
     return row
+
+
+def breakdown(st_model: torch.nn.Module, cnn: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *,
+              repeats: int) -> dict[str, float]:
+    """Where the ST-CNN's extra time goes, each part timed alone (forward + backward, ms):
+
+    * ``localisation``: localisation net + regression layer, gradients of their weights;
+    * ``warp``: ``stn.warp`` (grid + sampler) with the gradient to theta;
+    * ``cnn_input_grad``: the extra cost of the classifier's backward when its input needs a
+      gradient (it does behind a transformer: the sampler passes it on to theta; a plain CNN's
+      image needs none), i.e. the CNN with ``x.requires_grad`` minus the CNN without.
+    """
+    import stn
+
+    st = st_model.spatial_transformers[0]
+    loc_params = [p for p in st.parameters() if p.requires_grad]
+    cnn_params = [p for p in cnn.parameters() if p.requires_grad]
+    with torch.no_grad():
+        theta0 = st.regression(st.localisation(x))
+    theta = theta0.clone().requires_grad_()
+    upstream = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    x_grad = x.clone().requires_grad_()
+
+    def localisation():
+        torch.autograd.grad(st.regression(st.localisation(x)).square().sum(), loc_params)
+
+    def warp():
+        torch.autograd.grad(stn.warp(x, theta, st.transform), theta, upstream)
+
+    def cnn_plain():
+        torch.autograd.grad(F.cross_entropy(cnn(x), y), cnn_params)
+
+    def cnn_with_input_grad():
+        torch.autograd.grad(F.cross_entropy(cnn(x_grad), y), [x_grad, *cnn_params])
+
+    t = _timing.interleaved({"localisation": localisation, "warp": warp, "cnn": cnn_plain,
+                             "cnn_with_input_grad": cnn_with_input_grad},
+                            repeats=repeats, warmup=1, budget_s=20.0)
+    return {"localisation": _timing.significant(t["localisation"]), "warp": _timing.significant(t["warp"]),
+            "cnn": _timing.significant(t["cnn"]),
+            "cnn_input_grad": _timing.significant(t["cnn_with_input_grad"] - t["cnn"])}
 
 
 def distortions(smoke: bool = False) -> list[dict[str, Any]]:

@@ -79,17 +79,17 @@ class _PlanarProjectiveGrid(torch.autograd.Function):
     :class:`stn.transforms.Projective` does."""
 
     @staticmethod
-    def forward(m: Tensor, xt: Tensor, yt: Tensor) -> Tensor:
+    def forward(m: Tensor, xt: Tensor, yt: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         a, b, c = m.view(m.shape[0], 3, 3, 1, 1).unbind(2)  # each (N, 3, 1, 1)
         hom = torch.add(a * xt, torch.addcmul(c, b, yt))  # (N, 3, H, W): x, y, w planes
         w = hom[:, 2]  # (N, H, W)
         small = w.abs() < PROJECTIVE_EPS
         clamped = bool(small.any())
         if clamped:  # points near the horizon: keep the sign, move to +-eps (0 -> +eps)
-            w = torch.where(small, torch.where(w < 0, -PROJECTIVE_EPS, PROJECTIVE_EPS).to(w.dtype), w)
-        inv = torch.reciprocal(w).unsqueeze(1)  # (N, 1, H, W)
-        planar = hom[:, :2] * inv  # (N, 2, H, W)
-        return planar.permute(0, 2, 3, 1), inv, small if clamped else None
+            w.copy_(torch.where(small, torch.where(w < 0, -PROJECTIVE_EPS, PROJECTIVE_EPS).to(w.dtype), w))
+        inv = w.reciprocal_().unsqueeze(1)  # (N, 1, H, W), in the w plane
+        hom[:, :2].mul_(inv)  # the grid, in the x, y planes
+        return hom[:, :2].permute(0, 2, 3, 1), inv, small if clamped else None  # (N, H, W, 2) view
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Tensor, Tensor, Tensor], output: tuple) -> None:
@@ -109,10 +109,11 @@ class _PlanarProjectiveGrid(torch.autograd.Function):
         n, h, w, _ = grad.shape
         d = torch.empty(n, 3, h, w, dtype=grad.dtype, device=grad.device)  # d/d(x, y, w planes)
         torch.mul(grad.permute(0, 3, 1, 2), inv, out=d[:, :2])  # (N, 2, H, W)
-        dw = (d[:, :2] * grid.permute(0, 3, 1, 2)).sum(1)  # (N, H, W): sum_k dL/dhom_k * point_k
+        point = grid.permute(0, 3, 1, 2)  # (N, 2, H, W)
+        dw = torch.mul(d[:, 0], point[:, 0], out=d[:, 2]).addcmul_(d[:, 1], point[:, 1])  # (N, H, W)
         if small is not None:
             dw.masked_fill_(small, 0.0)  # clamped: the grid does not move with w there
-        torch.neg(dw, out=d[:, 2])
+        dw.neg_()  # d/dw of (x/w, y/w) = -(x, y)/w^2 = -point/w
         col = d.sum(2)  # (N, 3, W)
         row = d.sum(3)  # (N, 3, H)
         dm = torch.stack([torch.matmul(col, xt.view(-1)), torch.matmul(row, yt.view(-1)), row.sum(2)], dim=2)
