@@ -328,3 +328,17 @@ def test_fastpath_docstring_example():
 
     result = doctest.testmod(fastpath, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_warp_under_torch_func_grad_falls_back_cleanly(helpers):
+    """torch.func transforms get ``family.grid`` (the planar functions do not support them)."""
+    x = helpers.smooth_image((2, 1, 6, 7))
+    theta = helpers.random_theta(get("affine"), 2, helpers.gen(18))
+
+    def loss(t):
+        return stn.warp(x, t, "affine", check_finite=False).square().sum()
+
+    grad = torch.func.grad(loss)(theta)
+    theta = theta.clone().requires_grad_()
+    (expected,) = torch.autograd.grad(loss(theta), theta)
+    torch.testing.assert_close(grad, expected, rtol=1e-10, atol=1e-10)
