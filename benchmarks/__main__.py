@@ -36,7 +36,7 @@ def _skip_errors() -> tuple[type[BaseException], ...]:
     return (kornia_warps.Unavailable, training.Unavailable)
 
 
-def run(sections: list[str], *, smoke: bool = False, repeats: int = 30, warmup: int = 3,
+def run(sections: list[str], *, smoke: bool = False, repeats: int = 50, warmup: int = 3,
         log: Callable[[str], None] = print) -> dict[str, Any]:
     """Runs ``sections``; returns ``{"machine", "smoke", "results", "skipped"}``."""
     runners = _runners(smoke, repeats, warmup)
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="every case once at tiny sizes (seconds)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON to this path")
     parser.add_argument("--only", help=f"comma-separated sections out of {','.join(SECTIONS)}")
-    parser.add_argument("--repeats", type=int, default=30, help="timed repeats per case (median reported)")
+    parser.add_argument("--repeats", type=int, default=50, help="timed repeats per case (median reported)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls per case first")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: PyTorch's choice)")
     args = parser.parse_args(argv)
