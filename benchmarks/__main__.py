@@ -119,6 +119,38 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def markdown(report: dict[str, Any]) -> str:
+    """The results as Markdown tables (for ``docs/performance.md``)."""
+    lines = []
+    comparisons = [r for r in report["results"] if "fwd_ms" in r]
+    for section in dict.fromkeys(r["section"] for r in comparisons):
+        rows = [r for r in comparisons if r["section"] == section]
+        lines += ["", f"**{section}**: ours = {rows[0]['ours']}; baseline = {rows[0]['baseline']}", "",
+                  "| case | ours fwd | base fwd | x fwd | ours f+b | base f+b | x f+b | peak MB ours / base | note |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+        for r in rows:
+            peak = r.get("peak_mb")
+            note = []
+            if "floor_fwd_bwd_ms" in r:
+                note.append(f"grid_sample alone {r['floor_fwd_bwd_ms']:.3g} ms")
+            if "overhead_step" in r:
+                note.append(f"step overhead {r['overhead_step']:.2f}x")
+            if "breakdown_ms" in r:
+                note.append("parts: " + ", ".join(f"{k} {v:.1f}" for k, v in r["breakdown_ms"].items()))
+            if "meets_target" in r:
+                note.append("target met" if r["meets_target"] else "target missed")
+            lines.append(f"| {r['name'].split('/', 1)[1]} | {r['fwd_ms']['ours']:.3g} | {r['fwd_ms']['baseline']:.3g} | "
+                         f"{r['speedup_fwd']:.2f} | {r['fwd_bwd_ms']['ours']:.3g} | {r['fwd_bwd_ms']['baseline']:.3g} | "
+                         f"{r['speedup_fwd_bwd']:.2f} | "
+                         f"{_fmt(peak['ours']) + ' / ' + _fmt(peak['baseline']) if peak else '-'} | {'; '.join(note)} |")
+    others = [r for r in report["results"] if "fwd_ms" not in r]
+    if others:
+        lines += ["", "| distortion | shape | images/s |", "|---|---|---:|"]
+        lines += [f"| {r.get('distortion', r.get('name'))} | {tuple(r.get('shape', ()))} | {r.get('images_per_s', 0):,} |"
+                  for r in others]
+    return "\n".join(lines)
+
+
 def write_json(report: dict[str, Any], path: Path) -> None:
     """Writes ``report`` to ``path`` atomically (temp file in the same folder, then ``os.replace``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -141,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=50, help="timed repeats per case (median reported)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls per case first")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: PyTorch's choice)")
+    parser.add_argument("--markdown", action="store_true", help="print Markdown tables instead of plain text")
     args = parser.parse_args(argv)
     sections = list(SECTIONS) if not args.only else [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = sorted(set(sections) - set(SECTIONS))
@@ -153,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     report = run(sections, smoke=args.smoke, repeats=args.repeats, warmup=args.warmup,
                  log=lambda s: print(s, file=sys.stderr))
     report["command"] = "python -m benchmarks " + " ".join(argv if argv is not None else sys.argv[1:])
-    print(table(report))
+    print(markdown(report) if args.markdown else table(report))
     if args.json:
         write_json(report, args.json)
         print(f"\nwrote {args.json}")

@@ -90,3 +90,11 @@ def test_peak_memory_counts_what_a_call_allocates():
     if peak is None:
         pytest.skip("this PyTorch's profiler does not report allocations")
     assert (1 << 20) + (1 << 19) <= peak < (1 << 20) + (1 << 19) + 4096
+
+
+def test_markdown_has_one_table_row_per_case(smoke):
+    _, report = smoke
+    text = cli.markdown(report)
+    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| case")
+            and not line.startswith("| distortion")]
+    assert len(rows) == len(report["results"])
