@@ -151,8 +151,8 @@ def test_list_prints_models_counts_families_and_data(capsys):
     for name in ("fcn", "cnn", "st-fcn", "st-cnn", "2xst-fcn", "2xst-cnn", "affine", "tps", "projective", "mnist",
                  "fashion-mnist", "rts", "addition"):
         assert name in out
-    # CNN on 28x28: conv 9x9 1->32, conv 7x7 32->64 (same padding), FC 64*7*7 -> 10.
-    cnn = 1 * 32 * 81 + 32 + 32 * 64 * 49 + 64 + 64 * 7 * 7 * 10 + 10
+    # CNN on 28x28: conv 9x9 1->32 (padded), conv 7x7 32->64 (unpadded), FC 64*4*4 -> 10.
+    cnn = 1 * 32 * 81 + 32 + 32 * 64 * 49 + 64 + 64 * 4 * 4 * 10 + 10
     assert f"{cnn:,}" in next(line for line in out.splitlines() if line.strip().startswith("cnn "))
 
 

@@ -37,12 +37,16 @@ def test_output_shape_and_attributes(name, in_shape, downsample, num_classes):
 
 
 def test_cnn_parameter_count_by_hand():
-    # conv 9x9 (1->32, same padding) -> pool -> conv 7x7 (32->64) -> pool -> FC to 10.
+    # conv 9x9 (1->32, padded by 4) -> pool -> conv 7x7 (32->64, unpadded) -> pool -> FC to 10:
+    # 28 -> 28 -> 14 -> 8 -> 4.
     m28 = create_model("cnn", in_shape=(1, 28, 28), num_classes=10)
-    assert count_parameters(m28) == _conv(1, 32, 9) + _conv(32, 64, 7) + _linear(64 * 7 * 7, 10)
-    # RTS: 42x42 -> 2x average pool -> 21 -> 10 -> 5.
+    assert count_parameters(m28) == _conv(1, 32, 9) + _conv(32, 64, 7) + _linear(64 * 4 * 4, 10)
+    # RTS: 42x42 -> 2x average pool -> 21 -> 21 -> 10 -> 4 -> 2.
     m42 = create_model("cnn", in_shape=(1, 42, 42), num_classes=10, downsample=True)
-    assert count_parameters(m42) == _conv(1, 32, 9) + _conv(32, 64, 7) + _linear(64 * 5 * 5, 10)
+    assert count_parameters(m42) == _conv(1, 32, 9) + _conv(32, 64, 7) + _linear(64 * 2 * 2, 10)
+    # TC: 60x60 -> 30 -> 30 -> 15 -> 9 -> 4.
+    m60 = create_model("cnn", in_shape=(1, 60, 60), num_classes=10, downsample=True)
+    assert count_parameters(m60) == _conv(1, 32, 9) + _conv(32, 64, 7) + _linear(64 * 4 * 4, 10)
 
 
 def test_fcn_parameter_count_by_hand():
@@ -56,7 +60,7 @@ def test_st_cnn_parameter_count_by_hand():
     # Localisation on 28x28: avg-pool 2 -> 14 -> conv 5x5 (20) -> 10 -> pool -> 5 -> conv 5x5 (20) -> 1
     # -> FC 20 -> regression (6 affine numbers).
     loc = _conv(1, 20, 5) + _conv(20, 20, 5) + _linear(20 * 1 * 1, 20) + _linear(20, 6)
-    classifier = _conv(1, 32, 9) + _conv(32, 64, 7) + _linear(64 * 7 * 7, 10)
+    classifier = _conv(1, 32, 9) + _conv(32, 64, 7) + _linear(64 * 4 * 4, 10)
     model = create_model("st-cnn", in_shape=(1, 28, 28), num_classes=10, transform="affine")
     assert count_parameters(model) == loc + classifier
     # TPS with a 4x4 grid regresses 32 numbers instead of 6.
@@ -67,7 +71,7 @@ def test_st_cnn_parameter_count_by_hand():
 def test_2xst_cnn_parameter_count_by_hand():
     # Addition: two 42x42 channels; each localisation sees both: 42 -> 21 -> 17 -> 8 -> 4 (x20).
     loc = _conv(2, 20, 5) + _conv(20, 20, 5) + _linear(20 * 4 * 4, 20) + _linear(20, 6)
-    classifier = _conv(4, 32, 9) + _conv(32, 64, 7) + _linear(64 * 5 * 5, 19)
+    classifier = _conv(4, 32, 9) + _conv(32, 64, 7) + _linear(64 * 2 * 2, 19)
     model = create_model("2xst-cnn", in_shape=(2, 42, 42), num_classes=19, downsample=True)
     assert count_parameters(model) == 2 * loc + classifier
 

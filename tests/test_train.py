@@ -103,7 +103,7 @@ def _all_finite(state: dict) -> bool:
 
 
 def test_huge_lr_stops_with_a_clear_message_and_keeps_the_initial_checkpoint(tmp_path, data_dir):
-    config = _config(data_dir, model="cnn", lr=1e12, momentum=0.0)
+    config = _config(data_dir, model="cnn", lr=1e20, momentum=0.0)
     with pytest.raises(TrainingDiverged, match=r"diverged at epoch 1, iteration \d+: .*last good checkpoint"):
         train(config, tmp_path, progress=False)
     state = load_checkpoint(tmp_path)

@@ -69,11 +69,11 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = None):
-    from .train.config import TrainConfig, field_types, load_config
+    from .train.config import TrainConfig, field_types, read_config_file
 
     values: dict[str, Any] = dict(base or {})
     if args.config:
-        values.update(load_config(args.config).to_dict())
+        values.update(read_config_file(args.config))
     values.update({k: getattr(args, k) for k in field_types() if hasattr(args, k)})
     return TrainConfig.from_dict(values).validate()
 

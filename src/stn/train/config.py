@@ -124,6 +124,11 @@ class TrainConfig:
 
 def load_config(path: str | Path) -> TrainConfig:
     """Reads a ``.json`` or ``.toml`` config file (settings not in the file keep their defaults)."""
+    return TrainConfig.from_dict(read_config_file(path), where=f"config {path}")
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The settings written in a ``.json`` or ``.toml`` config file (checked, without defaults)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config: no such file {str(path)!r}")
@@ -137,7 +142,8 @@ def load_config(path: str | Path) -> TrainConfig:
             values = json.loads(text)
     except ValueError as err:  # json.JSONDecodeError and tomllib.TOMLDecodeError
         raise ValueError(f"config: {path} is not valid {path.suffix.lstrip('.').upper() or 'JSON'}: {err}") from None
-    return TrainConfig.from_dict(values, where=f"config {path}")
+    TrainConfig.from_dict(values, where=f"config {path}")  # checks names and types
+    return values
 
 
 def field_types() -> dict[str, Any]:

@@ -246,8 +246,6 @@ class Trainer:
         msg = (f"training diverged at epoch {self.epoch + 1}, iteration {self.iteration + 1}: {reason}. Stopped; "
                f"the last good checkpoint ({done}) is kept in {self.checkpoint_path}. Try a lower --lr or "
                f"--loc-lr-mult, or --grad-clip")
-        if self.env.is_main:
-            log.error(msg)
         raise TrainingDiverged(msg)
 
     def _postfix(self, bar: Any, lr: float, total: int) -> None:
