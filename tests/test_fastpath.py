@@ -296,6 +296,16 @@ def test_warp_grid_is_planar_only_where_it_applies(helpers):
             assert warp_grid(family, theta, size, False).is_contiguous()
 
 
+@pytest.mark.parametrize("name", ["affine", "projective"])
+def test_planar_grids_gradgradcheck_float64(name, helpers):
+    """The planar grids' hand-written backward passes are differentiable themselves."""
+    from stn._fast_warp import warp_grid
+
+    family = get(name)
+    theta = helpers.random_theta(family, 2, helpers.gen(19)).requires_grad_()
+    assert torch.autograd.gradgradcheck(lambda t: warp_grid(family, t, (3, 4), False), (theta,))
+
+
 @pytest.mark.parametrize("align_corners", AC)
 def test_warp_projective_across_the_horizon_equals_reference(align_corners, helpers):
     """w = 1 + x vanishes on the left edge (and is negative beyond it): the clamped points must

@@ -1,13 +1,13 @@
 """The grid that :func:`stn.warp` hands to the sampler, on the fast path.
 
-For the 2-D families whose warp is affine (``translation``, ``attention``, ``similarity``,
-``affine``) the sampling grid is written **planar**: ``x`` and ``y`` as two contiguous
-``(N, H, W)`` planes, one fused multiply-add each, ``x = a x_t + (b y_t + c)``, broadcasting a row
-term over the width. The sampler receives them as an ``(N, H, W, 2)`` view
-(``planar.permute(0, 2, 3, 1)``): ``F.grid_sample``'s CPU kernel reads such a grid with plain vector
-loads (it has a code path for a grid whose width stride is 1). That is several times cheaper than
-any way of writing the interleaved ``(N, H, W, 2)`` layout (a GEMM, or a broadcast whose inner
-dimension is 2).
+For the 2-D matrix families (``translation``, ``attention``, ``similarity``, ``affine``,
+``projective``) the sampling grid is written **planar**: ``x`` and ``y`` as two contiguous
+``(N, H, W)`` planes, each ``a x_t + (b y_t + c)`` in one broadcast add of a column term over a row
+term (``projective``: three such planes, then one division by the third). The sampler receives
+them as an ``(N, H, W, 2)`` view (``planar.permute(0, 2, 3, 1)``): ``F.grid_sample``'s CPU kernel
+reads such a grid with plain vector loads (it has a code path for a grid whose width stride is 1),
+as fast as a contiguous one. Writing the interleaved ``(N, H, W, 2)`` layout instead costs a GEMM
+or a broadcast whose inner dimension is 2, both several times slower.
 
 Backward: the gradient ``F.grid_sample`` returns for the grid is an ordinary contiguous
 ``(N, H, W, 2)`` tensor ``G``; the base grid is separable, so the gradient of the rows needs only
@@ -16,8 +16,9 @@ column sums ``sum_i y_t[i] G[i, j]`` (one batched vector-matrix product); the re
 arithmetic. No ``(N, H, W, 3)`` base grid and no per-sample GEMM, as ``F.affine_grid``'s backward
 has.
 
-Where this does not apply (other families, 3-D, ``torch.compile``, the reference path switched on
-with :mod:`stn.fastpath`), :func:`warp_grid` returns ``family.grid(...)`` unchanged.
+Where this does not apply (other families, 3-D, ``torch.compile``, ``torch.func`` transforms, the
+reference path switched on with :mod:`stn.fastpath`), :func:`warp_grid` returns
+``family.grid(...)`` unchanged.
 """
 
 from __future__ import annotations
@@ -90,19 +91,24 @@ class _PlanarProjectiveGrid(torch.autograd.Function):
         ctx.mark_non_differentiable(inv)
         if small is not None:
             ctx.mark_non_differentiable(small)
-        ctx.save_for_backward(xt, yt, grid, inv, small)
+        ctx.save_for_backward(m, xt, yt, grid, inv, small)
         ctx.set_materialize_grads(False)
         return grid, inv, small
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor, _inv: Any, _small: Any) -> tuple[Tensor | None, None, None]:
-        xt, yt, grid, inv, small = ctx.saved_tensors
+        m, xt, yt, grid, inv, small = ctx.saved_tensors
         if grad is None:
             return None, None, None
+        if torch.is_grad_enabled():  # double backward: differentiate the plain formula instead
+            with torch.enable_grad():
+                plain = _projective_planes(m, xt, yt)  # (N, 2, H, W)
+                (dm,) = torch.autograd.grad(plain, m, grad.permute(0, 3, 1, 2), create_graph=True)
+            return dm, None, None
         n, h, w, _ = grad.shape
+        point = grid.permute(0, 3, 1, 2)  # (N, 2, H, W)
         d = torch.empty(n, 3, h, w, dtype=grad.dtype, device=grad.device)  # d/d(x, y, w planes)
         torch.mul(grad.permute(0, 3, 1, 2), inv, out=d[:, :2])  # (N, 2, H, W)
-        point = grid.permute(0, 3, 1, 2)  # (N, 2, H, W)
         dw = torch.mul(d[:, 0], point[:, 0], out=d[:, 2]).addcmul_(d[:, 1], point[:, 1])  # (N, H, W)
         if small is not None:
             dw.masked_fill_(small, 0.0)  # clamped: the grid does not move with w there
@@ -111,6 +117,15 @@ class _PlanarProjectiveGrid(torch.autograd.Function):
         row = d.sum(3)  # (N, 3, H)
         dm = torch.stack([torch.matmul(col, xt.view(-1)), torch.matmul(row, yt.view(-1)), row.sum(2)], dim=2)
         return dm, None, None  # (N, 3, 3)
+
+
+def _projective_planes(m: Tensor, xt: Tensor, yt: Tensor) -> Tensor:
+    """The projective grid's ``(N, 2, H, W)`` planes by plain differentiable ops (double backward)."""
+    a, b, c = m.view(m.shape[0], 3, 3, 1, 1).unbind(2)  # each (N, 3, 1, 1)
+    hom = a * xt + (c + b * yt)  # (N, 3, H, W)
+    w = hom[:, 2:]
+    w = torch.where(w.abs() < PROJECTIVE_EPS, torch.where(w < 0, -PROJECTIVE_EPS, PROJECTIVE_EPS).to(w.dtype), w)
+    return hom[:, :2] / w
 
 
 def _applies(family: Transform, theta: Tensor) -> bool:
