@@ -71,7 +71,8 @@ def table(report: dict[str, Any]) -> str:
     """The results as a plain-text table (times in ms; ``x`` = baseline / ours, above 1 is faster)."""
     lines = []
     m = report["machine"]
-    lines.append(f"machine: {m['cpu']} ({m['cpu_count']} cores, {m['torch_threads']} torch threads), "
+    lines.append(f"machine: {m['cpu']} ({m['cpu_count']} cores, {m['torch_threads']} torch threads, "
+                 f"{m.get('clock', 'wall')} clock), "
                  f"torch {m['torch']}, kornia {m.get('kornia')}, python {m['python']}, "
                  f"load average {m.get('load_average')}")
     if report["smoke"]:
@@ -174,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls per case first")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: PyTorch's choice)")
     parser.add_argument("--markdown", action="store_true", help="print Markdown tables instead of plain text")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="wall time (default), or one thread's CPU time with PyTorch on one thread "
+                             "(steadier on a machine that others are using)")
     args = parser.parse_args(argv)
     sections = list(SECTIONS) if not args.only else [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = sorted(set(sections) - set(SECTIONS))
@@ -181,8 +185,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--only: unknown section(s) {', '.join(unknown)}; expected some of {', '.join(SECTIONS)}")
     if args.repeats < 1 or args.warmup < 0:
         parser.error(f"--repeats must be >= 1 and --warmup >= 0; got {args.repeats} and {args.warmup}")
+    if args.threads and args.clock == "cpu":
+        parser.error("--threads: the cpu clock runs PyTorch on one thread")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.clock == "cpu":
+        _timing.use_cpu_clock()
     report = run(sections, smoke=args.smoke, repeats=args.repeats, warmup=args.warmup,
                  log=lambda s: print(s, file=sys.stderr))
     report["command"] = "python -m benchmarks " + " ".join(argv if argv is not None else sys.argv[1:])

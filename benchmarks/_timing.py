@@ -1,9 +1,11 @@
 """Timing and memory helpers shared by every benchmark section.
 
 Timing: the competing implementations run **interleaved** in one process (each repeat runs every
-contender once, in rotating order), after warm-up, and the **median** wall time is reported, so that
-both see the same machine load. Wall time is ``time.perf_counter`` around a call; on a CPU every
-PyTorch op is synchronous, so nothing is left running when the clock stops.
+contender once, in rotating order), after warm-up, and the **median** time is reported, so that
+both see the same machine load. The clock is wall time (``time.perf_counter``; on a CPU every
+PyTorch op is synchronous, so nothing is left running when the clock stops), or, with
+:func:`use_cpu_clock`, the calling thread's CPU time (``time.thread_time``) with PyTorch limited to
+that one thread: slower, but it does not count the time other processes take from a shared machine.
 
 Peak memory (CPU): the profiler (``torch.profiler`` with ``profile_memory=True``) records every
 allocation and free made by PyTorch's CPU allocator during one call; replaying them in time order
@@ -28,6 +30,20 @@ import torch
 
 Fn = Callable[[], Any]
 
+_clock: Callable[[], float] = time.perf_counter
+
+
+def use_cpu_clock() -> None:
+    """Times with the thread's CPU time from now on, and runs PyTorch on this one thread."""
+    global _clock
+    torch.set_num_threads(1)
+    _clock = time.thread_time
+
+
+def clock_name() -> str:
+    """``"wall"`` or ``"cpu"`` (see :func:`use_cpu_clock`)."""
+    return "cpu" if _clock is time.thread_time else "wall"
+
 
 def interleaved(fns: dict[str, Fn], *, repeats: int, warmup: int, budget_s: float | None = None) -> dict[str, float]:
     """Median wall time in milliseconds of each function, timed side by side.
@@ -44,10 +60,10 @@ def interleaved(fns: dict[str, Fn], *, repeats: int, warmup: int, budget_s: floa
     names = list(fns)
     per_round = 0.0
     for i in range(warmup):
-        start = time.perf_counter()
+        start = _clock()
         for name in names:
             fns[name]()
-        per_round = time.perf_counter() - start
+        per_round = _clock() - start
         if budget_s is not None and per_round * (warmup - i - 1) > budget_s / 2:
             break  # slow cases: one warm-up round is enough
     if budget_s is not None and per_round > 0:
@@ -56,9 +72,9 @@ def interleaved(fns: dict[str, Fn], *, repeats: int, warmup: int, budget_s: floa
     for r in range(repeats):
         order = names[r % len(names):] + names[: r % len(names)]  # rotate who goes first
         for name in order:
-            t0 = time.perf_counter()
+            t0 = _clock()
             fns[name]()
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(_clock() - t0)
     return {name: statistics.median(ts) * 1e3 for name, ts in times.items()}
 
 
@@ -125,6 +141,7 @@ def machine() -> dict[str, Any]:
         "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "clock": clock_name(),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),

@@ -98,3 +98,9 @@ def test_markdown_has_one_table_row_per_case(smoke):
     rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| case")
             and not line.startswith("| distortion")]
     assert len(rows) == len(report["results"])
+
+
+def test_cpu_clock_refuses_threads(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--smoke", "--clock", "cpu", "--threads", "2"])
+    assert "--threads" in capsys.readouterr().err
