@@ -65,7 +65,7 @@ class _PlanarAffineGrid(torch.autograd.Function):
         g = grad.reshape(n, h, w * 2)  # (N, H, W*2), (x, y) interleaved along the width
         col = g.sum(1).view(n, w, 2)  # column sums: (N, W, 2)
         row = torch.matmul(yt.view(1, 1, h), g).view(n, w, 2)  # y_t-weighted column sums: (N, W, 2)
-        da = torch.matmul(xt.view(1, 1, w), col)  # sum of grad * x_t: (N, 1, 2)
+        da = (col * xt.view(1, w, 1)).sum(1, keepdim=True)  # sum of grad * x_t: (N, 1, 2)
         drows = torch.cat([da, row.sum(1, keepdim=True), col.sum(1, keepdim=True)], dim=1)  # (N, 3, 2)
         return drows.transpose(1, 2), None, None  # (N, 2, 3)
 
@@ -115,7 +115,7 @@ class _PlanarProjectiveGrid(torch.autograd.Function):
         dw.neg_()  # d/dw of (x/w, y/w) = -(x, y)/w^2 = -point/w
         col = d.sum(2)  # (N, 3, W)
         row = d.sum(3)  # (N, 3, H)
-        dm = torch.stack([torch.matmul(col, xt.view(-1)), torch.matmul(row, yt.view(-1)), row.sum(2)], dim=2)
+        dm = torch.stack([(col * xt.view(1, 1, -1)).sum(2), (row * yt.view(1, 1, -1)).sum(2), row.sum(2)], dim=2)
         return dm, None, None  # (N, 3, 3)
 
 
