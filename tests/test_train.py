@@ -218,3 +218,10 @@ def test_resume_refuses_changed_settings(tmp_path, data_dir):
         Trainer(_config(data_dir), tmp_path)
     summary = train(_config(data_dir, epochs=2), tmp_path, resume=True, progress=False)  # more epochs: fine
     assert summary["epochs"] == 2
+
+
+def test_resume_of_a_model_without_st_ignores_st_settings(tmp_path, data_dir):
+    train(_config(data_dir, model="fcn", model_options={}, epochs=1), tmp_path, progress=False)
+    summary = train(_config(data_dir, model="fcn", model_options={}, epochs=2, loc_lr_mult=0.3, transform="tps"),
+                    tmp_path, resume=True, progress=False)
+    assert summary["epochs"] == 2

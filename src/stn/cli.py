@@ -21,7 +21,7 @@ USER_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError, Per
 
 # The README's main job: CNN and ST-CNN on RTS from the embedded 4,000 / 1,000 real digits.
 QUICKSTART = {"dataset": "rts", "limit": 4000, "test_limit": 1000, "epochs": 12, "batch_size": 64,
-              "optimizer": "adam", "lr": 2e-3, "schedule": "cosine", "loc_lr_mult": 0.1, "seed": 0}
+              "optimizer": "adam", "lr": 2e-3, "schedule": "cosine", "loc_lr_mult": 1.0, "seed": 0}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -172,7 +172,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from .viz import show_run
 
-    path = show_run(args.run, args.out or Path(args.run) / "panel.png", npz=args.npz, n=args.n, seed=args.seed)
+    run = Path(args.run)
+    default = (run if run.is_dir() else run.parent) / "panel.png"
+    path = show_run(run, args.out or default, npz=args.npz, n=args.n, seed=args.seed)
     print(f"wrote {path}")
     return 0
 

@@ -74,8 +74,6 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.progress = progress
         state = ckpt.load_checkpoint(self.run_dir) if resume else None
-        if state is not None:
-            _check_resumable(TrainConfig.from_dict(state["config"]), config)
         self.env = distributed.setup(config.device)
         try:
             self._setup(state)
@@ -99,6 +97,8 @@ class Trainer:
         self.in_shape = (self.train_set.channels, *self.train_set.size)
         self.num_classes = self.train_set.num_classes
         self.model = build_model(cfg, self.in_shape, self.num_classes).to(env.device)
+        if state is not None:
+            _check_resumable(TrainConfig.from_dict(state["config"]), cfg, bool(self.model.spatial_transformers))
         self.optimizer = build_optimizer(self.model, cfg)
         self.steps_per_epoch = math.ceil(len(self.train_set) / cfg.batch_size)
         self.iteration, self.epoch, self.batch = 0, 0, 0  # steps done; epochs done; batches done in this epoch
@@ -303,9 +303,10 @@ def train(config: TrainConfig, run_dir: str | Path, *, callbacks: Iterable[Any] 
     return Trainer(config, run_dir, callbacks=callbacks, resume=resume, progress=progress, overwrite=overwrite).fit()
 
 
-def _check_resumable(saved: TrainConfig, given: TrainConfig) -> None:
+def _check_resumable(saved: TrainConfig, given: TrainConfig, has_st: bool) -> None:
+    free = RESUMABLE_CHANGES | (set() if has_st else {"transform", "transform_options", "loc_lr_mult"})
     for key, value in given.to_dict().items():
-        if key not in RESUMABLE_CHANGES and getattr(saved, key) != value:
+        if key not in free and getattr(saved, key) != value:
             raise ValueError(f"resume: {key} was {getattr(saved, key)!r} in the run being resumed, got {value!r}; "
                              f"only {', '.join(sorted(RESUMABLE_CHANGES))} may change when resuming")
 
