@@ -104,7 +104,8 @@ class Trainer:
         self.iteration, self.epoch, self.batch = 0, 0, 0  # steps done; epochs done; batches done in this epoch
         self.partial = [0.0, 0.0, 0.0, 0.0]  # loss sum, correct, images, seconds of the current epoch
         self.metrics: list[dict[str, Any]] = []
-        self.elapsed = 0.0
+        self.elapsed = 0.0  # seconds in the training loop (test evaluation and callbacks excluded)
+        self._updating = False  # inside optimizer.step(): a hard interrupt there must not be saved
         self.resumed = state is not None
         if state is not None:
             self._restore(state)
@@ -172,7 +173,7 @@ class Trainer:
                     self._train_epoch(stop)
                     self._end_epoch()
         except KeyboardInterrupt:
-            if main and not getattr(self, "_updating", False) and self._nonfinite_parameter() is None:
+            if main and not self._updating and self._nonfinite_parameter() is None:
                 self._save()
                 log.warning("interrupted: checkpoint saved at epoch %d, batch %d in %s; continue with resume "
                             "(stn train --resume --out %s)", self.epoch, self.batch, self.checkpoint_path, self.run_dir)
