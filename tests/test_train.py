@@ -216,8 +216,12 @@ def test_resume_refuses_changed_settings(tmp_path, data_dir):
         Trainer(_config(data_dir, epochs=2, lr=0.1), tmp_path, resume=True)
     with pytest.raises(ValueError, match="already holds a run"):
         Trainer(_config(data_dir), tmp_path)
+    with pytest.raises(KeyboardInterrupt):  # an overwriting run drops the old run's summary at once
+        train(_config(data_dir), tmp_path, overwrite=True, callbacks=[_Interrupt(at=1)], progress=False)
+    assert not (tmp_path / "summary.json").exists()
+    assert (tmp_path / "metrics.jsonl").read_text() == ""
     summary = train(_config(data_dir, epochs=2), tmp_path, resume=True, progress=False)  # more epochs: fine
-    assert summary["epochs"] == 2
+    assert summary["epochs"] == 2 and summary["iterations"] == 8
 
 
 def test_resume_of_a_model_without_st_ignores_st_settings(tmp_path, data_dir):

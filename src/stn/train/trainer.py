@@ -159,9 +159,10 @@ class Trainer:
         if main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             ckpt.write_text(self.run_dir / ckpt.CONFIG, cfg.to_json())
-            if not self.resumed:
+            if not self.resumed:  # a fresh run replaces whatever an earlier one left
                 self._save()
                 ckpt.write_jsonl(self.run_dir / ckpt.METRICS, [])
+                (self.run_dir / ckpt.SUMMARY).unlink(missing_ok=True)
             log.info("%s run %s: %s (%s), %d parameters, %d train / %d test images, %s x %d process(es)",
                      "resuming" if self.resumed else "starting", self.run_dir, cfg.model, cfg.transform,
                      count_parameters(self.model), len(self.train_set), len(self.test_set),
