@@ -120,6 +120,10 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _ms(x: float) -> str:
+    return f"{x:.0f}" if x >= 100 else f"{x:.1f}" if x >= 10 else f"{x:.3g}"
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The results as Markdown tables (for ``docs/performance.md``)."""
     lines = []
@@ -133,15 +137,15 @@ def markdown(report: dict[str, Any]) -> str:
             peak = r.get("peak_mb")
             note = []
             if "floor_fwd_bwd_ms" in r:
-                note.append(f"grid_sample alone {r['floor_fwd_bwd_ms']:.3g} ms")
+                note.append(f"grid_sample alone {_ms(r['floor_fwd_bwd_ms'])}")
             if "overhead_step" in r:
                 note.append(f"step overhead {r['overhead_step']:.2f}x")
             if "breakdown_ms" in r:
                 note.append("parts: " + ", ".join(f"{k} {v:.1f}" for k, v in r["breakdown_ms"].items()))
             if "meets_target" in r:
                 note.append("target met" if r["meets_target"] else "target missed")
-            lines.append(f"| {r['name'].split('/', 1)[1]} | {r['fwd_ms']['ours']:.3g} | {r['fwd_ms']['baseline']:.3g} | "
-                         f"{r['speedup_fwd']:.2f} | {r['fwd_bwd_ms']['ours']:.3g} | {r['fwd_bwd_ms']['baseline']:.3g} | "
+            lines.append(f"| {r['name'].split('/', 1)[1]} | {_ms(r['fwd_ms']['ours'])} | {_ms(r['fwd_ms']['baseline'])} | "
+                         f"{r['speedup_fwd']:.2f} | {_ms(r['fwd_bwd_ms']['ours'])} | {_ms(r['fwd_bwd_ms']['baseline'])} | "
                          f"{r['speedup_fwd_bwd']:.2f} | "
                          f"{_fmt(peak['ours']) + ' / ' + _fmt(peak['baseline']) if peak else '-'} | {'; '.join(note)} |")
     others = [r for r in report["results"] if "fwd_ms" not in r]
