@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+from pathlib import Path
 
 import pytest
 
-from benchmarks import __main__ as cli
-from benchmarks import _timing
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `benchmarks` sits at the repository root, beside `src`
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import __main__ as cli  # noqa: E402
+from benchmarks import _timing  # noqa: E402
 
 COMPARED = {"affine", "tps", "projective", "training"}
 
