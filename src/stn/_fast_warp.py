@@ -134,7 +134,15 @@ def _applies(family: Transform, theta: Tensor) -> bool:
     # like torch.compile, get ``family.grid`` (whose function supports them).
     return (fastpath.enabled() and isinstance(family, MatrixTransform) and family.ndim == 2
             and theta.dtype in (torch.float32, torch.float64) and not torch.compiler.is_compiling()
-            and not torch._C._are_functorch_transforms_active())
+            and not _functorch_active())
+
+
+def _functorch_active() -> bool:
+    """Whether a torch.func transform (grad, vmap, ...) is running; works on older PyTorch too."""
+    active = getattr(torch._C, "_are_functorch_transforms_active", None)  # newer PyTorch only
+    if active is not None:
+        return bool(active())
+    return torch._C._functorch.peek_interpreter_stack() is not None
 
 
 def warp_grid(family: Transform, theta: Tensor, size: Sequence[int], align_corners: bool) -> Tensor:
