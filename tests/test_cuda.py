@@ -23,8 +23,8 @@ def test_warp_matches_cpu(helpers, family, mode):
     theta = helpers.random_theta(t, 3, g, dtype=torch.float32)
     results = []
     for device in ("cpu", "cuda"):
-        xi = x.to(device).requires_grad_()
-        ti = theta.to(device).requires_grad_()
+        xi = x.detach().clone().to(device).requires_grad_()
+        ti = theta.detach().clone().to(device).requires_grad_()
         out = stn.warp(xi, ti, family, mode=mode, fill=0.25)
         (out * out).sum().backward()
         assert out.device.type == device and out.dtype == x.dtype
