@@ -22,10 +22,11 @@ CORE_MODULES = [
     "stn.functional",
     "stn.module",
     "stn.localisation",
+    "stn._io",
 ]
 # Modules whose docstrings must hold at least one example.
 WITH_EXAMPLES = {"stn.coords", "stn._registry", "stn.transforms", "stn.sampling", "stn.reference",
-                 "stn.functional", "stn.module", "stn.localisation"}
+                 "stn.functional", "stn.module", "stn.localisation", "stn._io"}
 
 
 @pytest.mark.parametrize("name", CORE_MODULES)

@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 import urllib.error
 from pathlib import Path
 from typing import Sequence
+
+from .._io import atomic_open
 
 logger = logging.getLogger(__name__)
 
@@ -45,11 +46,10 @@ def fetch(url: str, dest: Path, md5: str, timeout: float = 30.0) -> None:
     """
     import urllib.request  # here, not at import time: it pulls in ssl and http
 
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
+    with atomic_open(dest) as f:  # an exception (bad MD5, network) leaves nothing behind
         digest = hashlib.md5()
         size = 0
-        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             while chunk := response.read(_CHUNK):
                 f.write(chunk)
                 digest.update(chunk)
@@ -57,10 +57,6 @@ def fetch(url: str, dest: Path, md5: str, timeout: float = 30.0) -> None:
         if digest.hexdigest() != md5:
             raise ChecksumError(f"{url}: MD5 {digest.hexdigest()} of the {size} bytes received does not match "
                                 f"the published {md5}; the file is corrupt or incomplete and was discarded")
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def download(urls: Sequence[str], dest: Path, md5: str, timeout: float = 30.0) -> Path:

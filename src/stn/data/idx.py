@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._io import atomic_write
+
 #: IDX type byte -> (numpy big-endian dtype, torch dtype).
 _TYPES: dict[int, tuple[str, torch.dtype]] = {
     0x08: (">u1", torch.uint8),
@@ -135,17 +137,4 @@ def write_idx(path: str | os.PathLike, tensor: Tensor) -> None:
     data = encode_idx(tensor)
     if path.suffix == ".gz":
         data = gzip.compress(data, mtime=0)
-    atomic_write_bytes(path, data)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Writes ``data`` to a temporary file beside ``path`` and renames it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, data)

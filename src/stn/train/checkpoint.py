@@ -7,12 +7,12 @@ the new complete file, never a partial one.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, IO
 
 import torch
+
+from .._io import atomic_open
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
@@ -22,20 +22,9 @@ FORMAT = 1
 
 
 def _atomic(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    with atomic_open(path) as f:
+        write(f)
+    return Path(path)
 
 
 def write_text(path: str | Path, text: str) -> Path:
