@@ -12,7 +12,7 @@ The coordinate convention is defined once, in :mod:`stn.coords`.
 
 from __future__ import annotations
 
-from . import coords, transforms
+from . import coords, fastpath, transforms
 from .functional import warp
 from .localisation import LocalisationNet, conv_localisation, fc_localisation
 from .module import SpatialTransformer
@@ -25,6 +25,7 @@ __all__ = [
     "LocalisationNet",
     "conv_localisation",
     "coords",
+    "fastpath",
     "fc_localisation",
     "sample",
     "transforms",
