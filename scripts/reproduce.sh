@@ -32,5 +32,17 @@ for dataset in rts r; do
   done
 done
 
+# Issue 3's 20-CPU-minute budget on RTS: 28 epochs (6,580 iterations), CNN and ST-CNN affine.
+for run in cnn st-cnn_affine; do
+  dir="$OUT/${run}_rts28"
+  [ -f "$dir/summary.json" ] && { echo "done: $dir"; continue; }
+  resume=(); [ -f "$dir/checkpoint.pt" ] && resume=(--resume)
+  echo "== $run on rts (28 epochs) -> $dir"
+  stn train --config "configs/table1_${run}_rts.json" --data-dir "$DATA" "${BUDGET[@]}" \
+    --epochs 28 --threads "$THREADS" --out "$dir" --no-progress "${resume[@]}"
+  stn eval "$dir" --json
+done
+
 for dir in "$OUT"/st-cnn_*; do stn show "$dir"; done
 stn report "$OUT"/*_rts "$OUT"/*_r --out "$OUT/report.md"
+stn report "$OUT"/*_rts28 --out "$OUT/report_rts28.md"
