@@ -126,7 +126,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     summary = _train_one(config, out, resume=args.resume, progress=not args.no_progress, animate=not args.no_animation,
                          overwrite=args.overwrite)
     if int(os.environ.get("RANK", "0")) == 0:
-        print(f"{config.model} ({config.transform}) on {config.dataset}: test error {summary['test_error']:.2f}% "
+        print(f"{summary['label']} on {config.dataset}: test error {summary['test_error']:.2f}% "
               f"after {summary['epochs']} epochs ({summary['train_time_s']:.0f} s); run saved in {out}")
     return 0
 

@@ -163,8 +163,8 @@ class Trainer:
                 self._save()
                 ckpt.write_jsonl(self.run_dir / ckpt.METRICS, [])
                 (self.run_dir / ckpt.SUMMARY).unlink(missing_ok=True)
-            log.info("%s run %s: %s (%s), %d parameters, %d train / %d test images, %s x %d process(es)",
-                     "resuming" if self.resumed else "starting", self.run_dir, cfg.model, cfg.transform,
+            log.info("%s run %s: %s, %d parameters, %d train / %d test images, %s x %d process(es)",
+                     "resuming" if self.resumed else "starting", self.run_dir, self.label,
                      count_parameters(self.model), len(self.train_set), len(self.test_set),
                      self.env.device, self.env.world_size)
             call(self.callbacks, "on_train_start", self.model, self.run_dir)
@@ -286,11 +286,18 @@ class Trainer:
                  row["images_per_s"])
         call(self.callbacks, "on_epoch_end", self.model, self.epoch, dict(row), self.run_dir)
 
+    @property
+    def label(self) -> str:
+        """``model (transform)`` for models with spatial transformers, ``model`` otherwise."""
+        has_st = bool(getattr(self.model, "spatial_transformers", None))
+        return f"{self.config.model} ({self.config.transform})" if has_st else self.config.model
+
     def summary(self) -> dict[str, Any]:
         """The run's ``summary.json``: what was trained, its size, the final test error and cost."""
         cfg = self.config
         last = self.metrics[-1] if self.metrics else {}
-        return {"model": cfg.model, "transform": cfg.transform, "dataset": cfg.dataset, "digits": cfg.digits,
+        return {"model": cfg.model, "transform": cfg.transform, "label": self.label, "dataset": cfg.dataset,
+                "digits": cfg.digits,
                 "params": count_parameters(self.model), "test_error": last.get("test_error"),
                 "train_time_s": self.elapsed, "epochs": self.epoch, "iterations": self.iteration,
                 "batch_size": cfg.batch_size, "train_images": len(self.train_set),
