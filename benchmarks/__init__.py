@@ -1,4 +1,4 @@
-"""Benchmarks of ``stn`` against PyTorch and kornia, side by side in one process.
+"""Benchmarks of ``stnkit`` against PyTorch and kornia, side by side in one process.
 
 Run ``python -m benchmarks`` (``--smoke`` for a seconds-long check, ``--json PATH`` to keep the
 numbers, ``--only affine,tps`` for some sections). Sections:

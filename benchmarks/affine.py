@@ -1,6 +1,6 @@
 """Section 1: the affine spatial transformer (grid + bilinear sample) against PyTorch's own path.
 
-* ours: ``stn.warp(x, theta, "affine")`` (validation included; fast grid path + the sampler);
+* ours: ``stnkit.warp(x, theta, "affine")`` (validation included; fast grid path + the sampler);
 * baseline: ``F.grid_sample(x, F.affine_grid(theta, x.shape))``.
 
 theta (``(N, 6)``, a random warp near the identity) requires grad; the image does not (an ST at the
@@ -19,7 +19,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-import stn
+import stnkit
 
 from . import _timing
 
@@ -40,7 +40,7 @@ def _inputs(shape: tuple[int, ...], seed: int = 0) -> tuple[torch.Tensor, torch.
 
 
 def ours(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    return stn.warp(x, theta, "affine")
+    return stnkit.warp(x, theta, "affine")
 
 
 def baseline(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
@@ -72,7 +72,7 @@ def case(shape: tuple[int, ...], *, repeats: int, warmup: int, budget_s: float, 
     target = TARGET_MNIST if shape in MNIST_SHAPES else TARGET_LARGE
     row = _timing.comparison(
         f"affine/{'x'.join(map(str, shape))}", "affine", shape,
-        "stn.warp affine (fast grid + F.grid_sample)", "F.affine_grid + F.grid_sample", times, peaks,
+        "stnkit.warp affine (fast grid + F.grid_sample)", "F.affine_grid + F.grid_sample", times, peaks,
         floor_fwd_bwd_ms=_timing.significant(times["floor"]), copy_ms=_timing.significant(times["copy"]),
         max_abs_diff=diff, target_speedup_fwd_bwd=target)
     row["meets_target"] = row["speedup_fwd_bwd"] >= target and (

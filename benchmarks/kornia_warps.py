@@ -2,7 +2,7 @@
 
 Section 2, TPS with a 4x4 control grid (32 parameters):
 
-* ours: ``stn.warp(x, theta, tps)`` with one ``stn.transforms.get("tps", grid_size=4)`` family (its
+* ours: ``stnkit.warp(x, theta, tps)`` with one ``stnkit.transforms.get("tps", grid_size=4)`` family (its
   control-point system is solved once, when it is built; each call is one GEMM + the sampler);
 * kornia: ``get_tps_transform`` + ``warp_image_tps`` as kornia documents it (the system is solved
   on every call). Both interpolate the same control points; kornia centres its kernels on the
@@ -11,7 +11,7 @@ Section 2, TPS with a 4x4 control grid (32 parameters):
 
 Section 3, plane projective (8 parameters):
 
-* ours: ``stn.warp(x, theta, "projective", align_corners=True)``;
+* ours: ``stnkit.warp(x, theta, "projective", align_corners=True)``;
 * kornia: ``warp_perspective(x, M, (H, W), align_corners=True)`` with the pixel-space matrix ``M``
   of the same warp (kornia inverts it on every call); the outputs agree to rounding.
 
@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-import stn
+import stnkit
 
 from . import _timing
 
@@ -72,7 +72,7 @@ def _timed(name: str, section: str, shape: tuple[int, ...], ours_label: str, kor
 def tps_case(shape: tuple[int, ...], *, repeats: int, warmup: int, budget_s: float | None,
              memory: bool = True) -> dict[str, Any]:
     kt = _kornia()
-    family = stn.transforms.get("tps", grid_size=4)
+    family = stnkit.transforms.get("tps", grid_size=4)
     g = torch.Generator().manual_seed(0)
     n = shape[0]
     x = torch.rand(shape, generator=g)
@@ -82,13 +82,13 @@ def tps_case(shape: tuple[int, ...], *, repeats: int, warmup: int, budget_s: flo
     upstream = torch.randn(shape, generator=g)
 
     def ours():
-        return stn.warp(x, theta, family)
+        return stnkit.warp(x, theta, family)
 
     def kornia():
         kernel_weights, affine_weights = kt.get_tps_transform(control, points)
         return kt.warp_image_tps(x, points, kernel_weights, affine_weights, align_corners=False)
 
-    row = _timed(f"tps/{'x'.join(map(str, shape))}", "tps", shape, "stn.warp tps 4x4",
+    row = _timed(f"tps/{'x'.join(map(str, shape))}", "tps", shape, "stnkit.warp tps 4x4",
                  "kornia get_tps_transform + warp_image_tps", ours, kornia, (theta, points), upstream,
                  repeats=repeats, warmup=warmup, budget_s=budget_s, memory=memory)
     if shape == TPS_SHAPES[0]:
@@ -100,7 +100,7 @@ def tps_case(shape: tuple[int, ...], *, repeats: int, warmup: int, budget_s: flo
 def projective_case(shape: tuple[int, ...], *, repeats: int, warmup: int, budget_s: float | None,
                     memory: bool = True) -> dict[str, Any]:
     kt = _kornia()
-    family = stn.transforms.get("projective")
+    family = stnkit.transforms.get("projective")
     g = torch.Generator().manual_seed(0)
     n, _, h, w = shape
     x = torch.rand(shape, generator=g)
@@ -115,12 +115,12 @@ def projective_case(shape: tuple[int, ...], *, repeats: int, warmup: int, budget
     upstream = torch.randn(shape, generator=g)
 
     def ours():
-        return stn.warp(x, theta, family, align_corners=True)
+        return stnkit.warp(x, theta, family, align_corners=True)
 
     def kornia():
         return kt.warp_perspective(x, matrix, (h, w), align_corners=True)
 
-    return _timed(f"projective/{'x'.join(map(str, shape))}", "projective", shape, "stn.warp projective",
+    return _timed(f"projective/{'x'.join(map(str, shape))}", "projective", shape, "stnkit.warp projective",
                   "kornia warp_perspective", ours, kornia, (theta, matrix), upstream,
                   repeats=repeats, warmup=warmup, budget_s=budget_s, memory=memory)
 

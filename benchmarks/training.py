@@ -6,7 +6,7 @@
   slower", for its ST-CNN Multi on a GPU); the target here is at most 1.15.
 * The distortion generators' images per second, from ``benchmarks/distortions.py`` (data section).
 
-The models and data come from :func:`stn.models.create_model` and :class:`stn.data.DistortedDigits`;
+The models and data come from :func:`stnkit.models.create_model` and :class:`stnkit.data.DistortedDigits`;
 if either is missing, the section says so and is skipped.
 """
 
@@ -30,10 +30,10 @@ class Unavailable(RuntimeError):
 
 def _rts_batches(batch: int, count: int) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], str]:
     try:
-        from stn.data import DistortedDigits, load_digits
+        from stnkit.data import DistortedDigits, load_digits
     except ImportError as err:
-        raise Unavailable(f"stn.data is not importable yet ({err})") from err
-    logging.getLogger("stn.data").setLevel(logging.ERROR)  # the embedded-sample warning is expected
+        raise Unavailable(f"stnkit.data is not importable yet ({err})") from err
+    logging.getLogger("stnkit.data").setLevel(logging.ERROR)  # the embedded-sample warning is expected
     digits = load_digits("mnist", "train")
     data = DistortedDigits("rts", "train", digits=digits, limit=batch * count)
     batches = list(data.batches(0, batch))[:count]
@@ -43,9 +43,9 @@ def _rts_batches(batch: int, count: int) -> tuple[list[tuple[torch.Tensor, torch
 def training_step(smoke: bool = False, repeats: int = 20, warmup: int = 2) -> dict[str, Any]:
     """Times one training step of ``st-cnn`` and of ``cnn`` on the same RTS batches."""
     try:
-        from stn.models import count_parameters, create_model
+        from stnkit.models import count_parameters, create_model
     except ImportError as err:
-        raise Unavailable(f"stn.models is not importable yet ({err})") from err
+        raise Unavailable(f"stnkit.models is not importable yet ({err})") from err
     batch = 8 if smoke else BATCH
     batches, source = _rts_batches(batch, 2 if smoke else 4)
     in_shape = tuple(batches[0][0].shape[1:])
@@ -93,12 +93,12 @@ def breakdown(st_model: torch.nn.Module, cnn: torch.nn.Module, x: torch.Tensor, 
     """Where the ST-CNN's extra time goes, each part timed alone (forward + backward, ms):
 
     * ``localisation``: localisation net + regression layer, gradients of their weights;
-    * ``warp``: ``stn.warp`` (grid + sampler) with the gradient to theta;
+    * ``warp``: ``stnkit.warp`` (grid + sampler) with the gradient to theta;
     * ``cnn_input_grad``: the extra cost of the classifier's backward when its input needs a
       gradient (it does behind a transformer: the sampler passes it on to theta; a plain CNN's
       image needs none), i.e. the CNN with ``x.requires_grad`` minus the CNN without.
     """
-    import stn
+    import stnkit
 
     st = st_model.spatial_transformers[0]
     loc_params = [p for p in st.parameters() if p.requires_grad]
@@ -113,7 +113,7 @@ def breakdown(st_model: torch.nn.Module, cnn: torch.nn.Module, x: torch.Tensor, 
         torch.autograd.grad(st.regression(st.localisation(x)).square().sum(), loc_params)
 
     def warp():
-        torch.autograd.grad(stn.warp(x, theta, st.transform), theta, upstream)
+        torch.autograd.grad(stnkit.warp(x, theta, st.transform), theta, upstream)
 
     def cnn_plain():
         torch.autograd.grad(F.cross_entropy(cnn(x), y), cnn_params)

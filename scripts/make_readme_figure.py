@@ -1,11 +1,11 @@
 """Makes the README's picture (a small PNG under docs/images/) from a trained run directory.
 
-Usage (after a full-MNIST run, e.g. ``stn train --config configs/<experiment>.json --out runs/st-cnn-rts``)::
+Usage (after a full-MNIST run, e.g. ``stnkit train --config configs/<experiment>.json --out runs/st-cnn-rts``)::
 
     python scripts/make_readme_figure.py runs/st-cnn-rts --out docs/images/st-cnn-rts.png \
         [--gif docs/images/st-cnn-rts.gif] [--n 12] [--ncols 6] [--seed 0] [--data-dir DIR]
 
-The PNG is the ``stn show`` panel of ``--n`` test images (inputs with the sampling region, and the
+The PNG is the ``stnkit show`` panel of ``--n`` test images (inputs with the sampling region, and the
 transformer's outputs), reduced to a 64-colour palette so it stays small (typically < 100 kB).
 ``--gif`` also writes the run's training animation with at most ``--gif-frames`` evenly spaced
 epochs (the first and last included), reusing the frames the run saved (no re-rendering).
@@ -25,10 +25,10 @@ log = logging.getLogger("make_readme_figure")
 def make_png(run: Path, out: Path, *, n: int, ncols: int, seed: int, data_dir: str | None, colors: int) -> Path:
     from PIL import Image
 
-    from stn.train import load_run
-    from stn.viz import figure_to_array, plot_transformer
-    from stn.viz._files import atomic_write
-    from stn.viz.show import run_title, sample_test_images
+    from stnkit.train import load_run
+    from stnkit.viz import figure_to_array, plot_transformer
+    from stnkit.viz._files import atomic_write
+    from stnkit.viz.show import run_title, sample_test_images
 
     model, config = load_run(run)
     if data_dir is not None:
@@ -43,9 +43,9 @@ def make_png(run: Path, out: Path, *, n: int, ncols: int, seed: int, data_dir: s
 
 
 def make_gif(run: Path, out: Path, *, frames: int) -> Path:
-    from stn.viz._files import atomic_write
-    from stn.viz._gif import assemble, parse_frame
-    from stn.viz.animation import frame_durations, frame_files
+    from stnkit.viz._files import atomic_write
+    from stnkit.viz._gif import assemble, parse_frame
+    from stnkit.viz.animation import frame_durations, frame_files
 
     saved = list(frame_files(run).values())
     if not saved:
@@ -58,7 +58,7 @@ def make_gif(run: Path, out: Path, *, frames: int) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", type=Path, help="run directory (or checkpoint) of `stn train`")
+    parser.add_argument("run", type=Path, help="run directory (or checkpoint) of `stnkit train`")
     parser.add_argument("--out", type=Path, default=Path("docs/images/panel.png"), help="PNG to write")
     parser.add_argument("--gif", type=Path, help="also write the training animation here")
     parser.add_argument("--gif-frames", type=int, default=40, help="most epochs in the GIF (default: 40)")

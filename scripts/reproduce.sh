@@ -2,7 +2,7 @@
 # Reproduces docs/results.md: CNN vs ST-CNN (affine, TPS) on distorted MNIST R and RTS, full data,
 # the same budget for every model of a data set, on a 2-core CPU (about 10-12 min per model).
 #
-#   scripts/reproduce.sh [MNIST_DIR] [OUT_DIR]      # defaults: $STN_DATA_DIR or ../shared/data/mnist, runs/results
+#   scripts/reproduce.sh [MNIST_DIR] [OUT_DIR]      # defaults: $STNKIT_DATA_DIR or ../shared/data/mnist, runs/results
 #
 # Each run starts from the paper's config (configs/table1_*.json) and replaces its 150k-iteration
 # SGD budget with the CPU budget below (Adam, cosine schedule, RTS 20 epochs, R 12 epochs).
@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DATA="${1:-${STN_DATA_DIR:-../shared/data/mnist}}"
+DATA="${1:-${STNKIT_DATA_DIR:-../shared/data/mnist}}"
 OUT="${2:-runs/results}"
 THREADS="${THREADS:-2}"
 # The CPU budget (same for CNN and ST-CNN): Adam, lr 1e-3 with a cosine decay, batch 256,
@@ -26,9 +26,9 @@ for dataset in rts r; do
     fi
     resume=(); [ -f "$dir/checkpoint.pt" ] && resume=(--resume)
     echo "== $run on $dataset (${EPOCHS[$dataset]} epochs) -> $dir"
-    stn train --config "configs/table1_${run}_${dataset}.json" --data-dir "$DATA" "${BUDGET[@]}" \
+    stnkit train --config "configs/table1_${run}_${dataset}.json" --data-dir "$DATA" "${BUDGET[@]}" \
       --epochs "${EPOCHS[$dataset]}" --threads "$THREADS" --out "$dir" --no-progress "${resume[@]}"
-    stn eval "$dir" --json
+    stnkit eval "$dir" --json
   done
 done
 
@@ -38,11 +38,11 @@ for run in cnn st-cnn_affine; do
   [ -f "$dir/summary.json" ] && { echo "done: $dir"; continue; }
   resume=(); [ -f "$dir/checkpoint.pt" ] && resume=(--resume)
   echo "== $run on rts (28 epochs) -> $dir"
-  stn train --config "configs/table1_${run}_rts.json" --data-dir "$DATA" "${BUDGET[@]}" \
+  stnkit train --config "configs/table1_${run}_rts.json" --data-dir "$DATA" "${BUDGET[@]}" \
     --epochs 28 --threads "$THREADS" --out "$dir" --no-progress "${resume[@]}"
-  stn eval "$dir" --json
+  stnkit eval "$dir" --json
 done
 
-for dir in "$OUT"/st-cnn_*; do stn show "$dir"; done
-stn report "$OUT"/*_rts "$OUT"/*_r --out "$OUT/report.md"
-stn report "$OUT"/*_rts28 --out "$OUT/report_rts28.md"
+for dir in "$OUT"/st-cnn_*; do stnkit show "$dir"; done
+stnkit report "$OUT"/*_rts "$OUT"/*_r --out "$OUT/report.md"
+stnkit report "$OUT"/*_rts28 --out "$OUT/report_rts28.md"

@@ -1,5 +1,5 @@
 """Small synthetic MNIST-format data sets for the training tests (written with ``struct``/``gzip``
-here, independently of ``stn.data``). Class ``k`` is a bright 8x8 square at one of ten fixed
+here, independently of ``stnkit.data``). Class ``k`` is a bright 8x8 square at one of ten fixed
 places plus faint noise, so a few SGD steps already learn something."""
 
 from __future__ import annotations

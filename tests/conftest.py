@@ -16,7 +16,7 @@ from hypothesis import settings
 import torch
 from torch import Tensor, nn
 
-import stn
+import stnkit
 
 # CI explores the same Hypothesis examples on every run (a failure there reproduces locally with
 # CI=1); local runs keep exploring new ones.
@@ -35,7 +35,7 @@ def uniform(shape: Sequence[int], low: float, high: float, generator: torch.Gene
     return torch.rand(*shape, generator=generator, dtype=dtype) * (high - low) + low
 
 
-def random_theta(family: stn.transforms.Transform, n: int, generator: torch.Generator,
+def random_theta(family: stnkit.transforms.Transform, n: int, generator: torch.Generator,
                  scale: float = 1.0, dtype: torch.dtype = torch.float64) -> Tensor:
     """A moderate random warp near the identity: ``identity + scale * U(-0.2, 0.2)`` per parameter.
 
@@ -51,7 +51,7 @@ def random_theta(family: stn.transforms.Transform, n: int, generator: torch.Gene
     return identity + scale * noise  # (n, P)
 
 
-def image_shape(family: stn.transforms.Transform, n: int, c: int, side: int) -> tuple[int, ...]:
+def image_shape(family: stnkit.transforms.Transform, n: int, c: int, side: int) -> tuple[int, ...]:
     """``(n, c, side, side)`` for 2-D families, ``(n, c, side, side, side)`` for 3-D ones."""
     return (n, c) + (side,) * family.ndim
 
@@ -63,7 +63,7 @@ def smooth_image(shape: Sequence[int], dtype: torch.dtype = torch.float64) -> Te
     (so interpolation errors are small and a wrong coordinate convention is visible).
     """
     n, c, *size = shape
-    axes = [stn.coords.pixel_centres(s, dtype=dtype) for s in size]
+    axes = [stnkit.coords.pixel_centres(s, dtype=dtype) for s in size]
     mesh = torch.meshgrid(*axes, indexing="ij")  # each (H, W) or (D, H, W)
     total = sum((i + 1) * m for i, m in enumerate(mesh))  # (H, W)
     out = torch.empty(n, c, *size, dtype=dtype)
@@ -74,14 +74,14 @@ def smooth_image(shape: Sequence[int], dtype: torch.dtype = torch.float64) -> Te
 
 
 def make_st(family: str, in_shape: Sequence[int], *, seed: int = 0, fresh: bool = False,
-            weight_scale: float = 0.1, **kwargs) -> stn.SpatialTransformer:
+            weight_scale: float = 0.1, **kwargs) -> stnkit.SpatialTransformer:
     """A small SpatialTransformer on ``in_shape = (C, H, W)`` or ``(C, D, H, W)``.
 
     The localisation weights are drawn from ``torch.Generator(seed)`` (scaled by ``1/sqrt(fan_in)``).
     With ``fresh=True`` the regression layer keeps its identity initialisation; otherwise it gets
     random weights of scale ``weight_scale`` so that theta depends on the input but stays moderate.
     """
-    st = stn.SpatialTransformer(stn.fc_localisation(in_shape, hidden=(8,)), family, **kwargs)
+    st = stnkit.SpatialTransformer(stnkit.fc_localisation(in_shape, hidden=(8,)), family, **kwargs)
     g = gen(seed)
     with torch.no_grad():
         for m in st.localisation.modules():
@@ -95,7 +95,7 @@ def make_st(family: str, in_shape: Sequence[int], *, seed: int = 0, fresh: bool 
 
 def pixel_of(points: Tensor, size: Sequence[int], align_corners: bool) -> Tensor:
     """Normalised ``(x, y[, z])`` points to pixel indices, written out independently of
-    :mod:`stn.coords` (closed form from the convention in its docstring)."""
+    :mod:`stnkit.coords` (closed form from the convention in its docstring)."""
     extent = torch.tensor(list(reversed(list(size))), dtype=points.dtype)  # (W, H[, D])
     if align_corners:
         return (points + 1) * (extent - 1) / 2
@@ -104,7 +104,7 @@ def pixel_of(points: Tensor, size: Sequence[int], align_corners: bool) -> Tensor
 
 def centres(size: Sequence[int], align_corners: bool, dtype: torch.dtype = torch.float64) -> Tensor:
     """Normalised centres of every pixel, ``(H*W, 2)`` in row-major order (x fastest), written out
-    independently of :mod:`stn.coords`."""
+    independently of :mod:`stnkit.coords`."""
     axes = []
     for n in size:
         i = torch.arange(n, dtype=dtype)

@@ -1,4 +1,4 @@
-"""The ``stn`` command through ``stn.cli.main``: train + eval end to end, configs, errors, list."""
+"""The ``stnkit`` command through ``stnkit.cli.main``: train + eval end to end, configs, errors, list."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from _synthetic_digits import write_synthetic_mnist
-from stn.cli import main
+from stnkit.cli import main
 
 SMALL = ["--epochs", "1", "--batch-size", "16", "--eval-batch-size", "32", "--no-progress",
          "--model-options", '{"channels": [4, 8]}']
@@ -27,7 +27,7 @@ def _error_line(capsys, argv) -> str:
     err = capsys.readouterr().err
     assert "Traceback" not in err
     last = err.strip().splitlines()[-1]
-    assert last.startswith(f"stn {argv[0]}: error: ")
+    assert last.startswith(f"stnkit {argv[0]}: error: ")
     return last
 
 
@@ -62,7 +62,7 @@ def test_eval_on_a_users_npz_is_fitted_to_the_model(tmp_path, data_dir, capsys):
     assert main(["eval", str(run), "--npz", str(tmp_path / "mine.npz"), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     # Independent check: centre the 28x28 digits on the 42x42 canvas by hand and count mistakes.
-    from stn.train import load_run
+    from stnkit.train import load_run
 
     model, _ = load_run(run)
     canvas = torch.zeros(20, 1, 42, 42)
@@ -164,3 +164,14 @@ def test_quickstart_trains_cnn_and_st_cnn_and_prints_both(tmp_path, data_dir, ca
         assert json.loads((tmp_path / model / "summary.json").read_text())["dataset"] == "rts"
     assert (tmp_path / "st-cnn" / "panel.png").is_file()
     assert (tmp_path / "st-cnn" / "animation.gif").is_file()
+
+
+def test_version_and_python_dash_m():
+    import subprocess
+    import sys
+
+    import stnkit
+
+    for cmd in ([sys.executable, "-m", "stnkit", "--version"],):
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        assert out.strip() == f"stnkit {stnkit.__version__}"

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-import stn
-from stn.transforms import get
+import stnkit
+from stnkit.transforms import get
 
-FAMILIES = stn.transforms.list_transforms()
+FAMILIES = stnkit.transforms.list_transforms()
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
@@ -30,8 +30,8 @@ def test_inputs_are_not_modified(name, helpers):
     family.warp_points(theta, points)
     grid = family.grid(theta, shape[2:])
     grid_saved = grid.detach().clone()
-    out = stn.sample(x, grid, fill=fill)
-    out = out + stn.warp(x, theta, family, fill=fill) + stn.warp(x, theta, name, padding="reflection")
+    out = stnkit.sample(x, grid, fill=fill)
+    out = out + stnkit.warp(x, theta, family, fill=fill) + stnkit.warp(x, theta, name, padding="reflection")
     out.sum().backward()
     for before, after in zip(saved, (x, theta, points, fill)):
         assert torch.equal(before, after.detach())
@@ -42,7 +42,7 @@ def test_inputs_are_not_modified(name, helpers):
 def test_module_does_not_modify_its_inputs(name, helpers):
     shape = _shape(name, 2, 2)
     st = helpers.make_st(name, shape[1:], heads=2, fill=0.25)
-    conv = stn.SpatialTransformer(stn.conv_localisation((2, 16, 16, 16) if get(name).ndim == 3 else (2, 16, 16),
+    conv = stnkit.SpatialTransformer(stnkit.conv_localisation((2, 16, 16, 16) if get(name).ndim == 3 else (2, 16, 16),
                                                         kernel_size=3, downsample=1), name)
     for module, size in ((st, shape[2:]), (conv, (16,) * get(name).ndim)):
         x = torch.rand(2, 2, *size, generator=helpers.gen(4)).requires_grad_()
@@ -55,11 +55,11 @@ def test_module_does_not_modify_its_inputs(name, helpers):
 
 def test_base_grid_cache_is_not_corrupted(helpers):
     theta = torch.randn(2, 6, generator=helpers.gen(6), dtype=torch.float64, requires_grad=True)
-    before = stn.coords.base_grid((5, 6), dtype=torch.float64).clone()
+    before = stnkit.coords.base_grid((5, 6), dtype=torch.float64).clone()
     grid = get("affine").grid(theta, (5, 6))
     grid.sum().backward()
     grid.detach().mul_(0)  # a caller scribbling on its own result ...
-    assert torch.equal(stn.coords.base_grid((5, 6), dtype=torch.float64), before)  # ... leaves the cache alone
+    assert torch.equal(stnkit.coords.base_grid((5, 6), dtype=torch.float64), before)  # ... leaves the cache alone
 
 
 # -- dtype and device --------------------------------------------------------------------------------
@@ -77,7 +77,7 @@ def test_dtype_and_device_are_kept(name, dtype, device, helpers):
     y.float().sum().backward()
     assert x.grad.dtype == dtype and st.regression.weight.grad.dtype == dtype
     # Low precision warps in float32 internally: the result is the float64 warp, rounded.
-    expected = stn.warp(x64, theta.detach().double().cpu(), name)
+    expected = stnkit.warp(x64, theta.detach().double().cpu(), name)
     tol = {torch.float32: 1e-5, torch.float64: 1e-12, torch.bfloat16: 2e-2, torch.float16: 3e-3}[dtype]
     torch.testing.assert_close(y.detach().double().cpu(), expected, atol=tol, rtol=0)
 
@@ -86,11 +86,11 @@ def test_dtype_and_device_are_kept(name, dtype, device, helpers):
 def test_functional_dtypes(dtype, helpers):
     x = helpers.smooth_image((1, 1, 6, 6)).to(dtype)
     theta = helpers.random_theta(get("affine"), 1, helpers.gen(7))  # float64 theta, any input dtype
-    out = stn.warp(x, theta, "affine")
+    out = stnkit.warp(x, theta, "affine")
     assert out.dtype == dtype
     grid = get("affine").grid(theta.to(dtype), (6, 6))
     assert grid.dtype == dtype
-    assert stn.sample(x, grid.double()).dtype == dtype
+    assert stnkit.sample(x, grid.double()).dtype == dtype
 
 
 def test_low_precision_sample_uses_a_float32_grid(helpers):
@@ -98,8 +98,8 @@ def test_low_precision_sample_uses_a_float32_grid(helpers):
     x = torch.arange(256, dtype=torch.float32).view(1, 1, 1, 256)
     grid = helpers.uniform((1, 1, 50, 2), -0.99, 0.99, helpers.gen(8), dtype=torch.float32)
     grid[..., 1] = 0
-    out = stn.sample(x.to(torch.bfloat16), grid).float()
-    expected = stn.sample(x, grid)
+    out = stnkit.sample(x.to(torch.bfloat16), grid).float()
+    expected = stnkit.sample(x, grid)
     torch.testing.assert_close(out, expected.to(torch.bfloat16).float(), atol=0, rtol=0)
 
 
@@ -114,7 +114,7 @@ def test_batched_equals_one_by_one(name, helpers):
         y_i, theta_i = st(x[i:i + 1], return_theta=True)
         torch.testing.assert_close(y[i:i + 1], y_i, atol=1e-12, rtol=0)
         torch.testing.assert_close(theta[i:i + 1], theta_i, atol=1e-12, rtol=0)
-        torch.testing.assert_close(stn.warp(x[i:i + 1], theta[i:i + 1, 0], name), y_i[:, :2], atol=1e-12, rtol=0)
+        torch.testing.assert_close(stnkit.warp(x[i:i + 1], theta[i:i + 1, 0], name), y_i[:, :2], atol=1e-12, rtol=0)
 
 
 # -- empty batches ----------------------------------------------------------------------------------
@@ -139,7 +139,7 @@ def test_empty_batch_functional(name):
     size = (3,) * family.ndim
     assert family.grid(theta, size).shape == (0, *size, family.ndim)
     assert family.warp_points(theta, torch.zeros(4, family.ndim)).shape == (0, 4, family.ndim)
-    out = stn.warp(torch.zeros(0, 1, *size), theta, family, fill=0.5)
+    out = stnkit.warp(torch.zeros(0, 1, *size), theta, family, fill=0.5)
     assert out.shape == (0, 1, *size)
     out.sum().backward()
     assert theta.grad.shape == theta.shape
@@ -172,4 +172,4 @@ def test_repeated_calls_are_deterministic(helpers):
 def test_functional_warp_by_name_equals_instance(helpers):
     x = torch.rand(2, 1, 8, 8, generator=helpers.gen(12))
     theta = helpers.random_theta(get("tps"), 2, helpers.gen(13), dtype=torch.float32)
-    torch.testing.assert_close(stn.warp(x, theta, "tps"), stn.warp(x, theta, get("tps")), atol=0, rtol=0)
+    torch.testing.assert_close(stnkit.warp(x, theta, "tps"), stnkit.warp(x, theta, get("tps")), atol=0, rtol=0)

@@ -5,17 +5,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-import stn
+import stnkit
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-FAMILIES_2D = [n for n in stn.transforms.list_transforms() if stn.transforms.get(n).ndim == 2]
+FAMILIES_2D = [n for n in stnkit.transforms.list_transforms() if stnkit.transforms.get(n).ndim == 2]
 
 
 @cuda
-@pytest.mark.parametrize("family", stn.transforms.list_transforms())
+@pytest.mark.parametrize("family", stnkit.transforms.list_transforms())
 @pytest.mark.parametrize("mode", ["bilinear", "bicubic"])
 def test_warp_matches_cpu(helpers, family, mode):
-    t = stn.transforms.get(family)
+    t = stnkit.transforms.get(family)
     if mode == "bicubic" and t.ndim == 3:
         pytest.skip("bicubic is 2-D only")
     g = helpers.gen(1)
@@ -25,7 +25,7 @@ def test_warp_matches_cpu(helpers, family, mode):
     for device in ("cpu", "cuda"):
         xi = x.detach().clone().to(device).requires_grad_()
         ti = theta.detach().clone().to(device).requires_grad_()
-        out = stn.warp(xi, ti, family, mode=mode, fill=0.25)
+        out = stnkit.warp(xi, ti, family, mode=mode, fill=0.25)
         (out * out).sum().backward()
         assert out.device.type == device and out.dtype == x.dtype
         results.append([out.detach().cpu(), xi.grad.cpu(), ti.grad.cpu()])
@@ -36,7 +36,7 @@ def test_warp_matches_cpu(helpers, family, mode):
 @cuda
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
 def test_spatial_transformer_on_cuda(dtype):
-    st = stn.SpatialTransformer(stn.conv_localisation((1, 42, 42)), "affine", heads=2).to("cuda", dtype)
+    st = stnkit.SpatialTransformer(stnkit.conv_localisation((1, 42, 42)), "affine", heads=2).to("cuda", dtype)
     x = torch.rand(4, 1, 42, 42, device="cuda", dtype=dtype)
     out, theta = st(x, return_theta=True)
     assert out.shape == (4, 2, 42, 42) and out.dtype == dtype and out.device.type == "cuda"

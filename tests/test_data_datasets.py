@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stn.data import Digits, DistortedDigits, get_distortion, list_datasets, list_distortions
+from stnkit.data import Digits, DistortedDigits, get_distortion, list_datasets, list_distortions
 
 
 def digits(n: int = 70, seed: int = 0) -> Digits:
@@ -103,8 +103,8 @@ def test_addition_pairs_and_labels():
 
 
 def test_real_sizes_and_embedded_default(monkeypatch, tmp_path):
-    monkeypatch.delenv("STN_DATA_DIR", raising=False)
-    monkeypatch.setenv("STN_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("STNKIT_DATA_DIR", raising=False)
+    monkeypatch.setenv("STNKIT_CACHE_DIR", str(tmp_path))
     data = DistortedDigits("rts", "test", limit=64)
     assert data.digits.embedded and len(data) == 64
     x, y = next(data.batches(0, 64))

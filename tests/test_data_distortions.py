@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from stn.data import get_distortion, index_params, list_distortions
+from stnkit.data import get_distortion, index_params, list_distortions
 
 PAPER = {"r_angle": 90.0, "rts_angle": 45.0, "rts_scale": (0.7, 1.2), "rts_canvas": 42,
          "p_scale": (0.75, 1.0), "p_sigma": 5.0, "e_scale": (0.75, 1.0), "e_sigma": 1.5,

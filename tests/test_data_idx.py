@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from stn.data import load_digits, read_idx, write_idx
+from stnkit.data import load_digits, read_idx, write_idx
 
 
 def idx_bytes(array: np.ndarray, magic: int | None = None) -> bytes:

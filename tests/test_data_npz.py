@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from stn.data import fit_to_size, load_npz
+from stnkit.data import fit_to_size, load_npz
 
 
 def write(tmp_path, name="data.npz", **arrays):

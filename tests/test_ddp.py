@@ -12,7 +12,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from _synthetic_digits import write_synthetic_mnist
-from stn.train import TrainConfig, build_model, load_checkpoint, train
+from stnkit.train import TrainConfig, build_model, load_checkpoint, train
 
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
                                 reason="torch.distributed with gloo is not available")
@@ -28,7 +28,7 @@ def _worker(rank: int, world_size: int, port: int, config: dict, run_dir: str, o
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    from stn.train import Trainer
+    from stnkit.train import Trainer
 
     trainer = Trainer(TrainConfig(**config), run_dir, progress=False)
     trainer.fit()

@@ -8,25 +8,25 @@ import importlib
 import pytest
 
 CORE_MODULES = [
-    "stn",
-    "stn.coords",
-    "stn._registry",
-    "stn._validate",
-    "stn.transforms",
-    "stn.transforms.base",
-    "stn.transforms.matrix",
-    "stn.transforms.tps",
-    "stn.transforms._linear",
-    "stn.sampling",
-    "stn.reference",
-    "stn.functional",
-    "stn.module",
-    "stn.localisation",
-    "stn._io",
+    "stnkit",
+    "stnkit.coords",
+    "stnkit._registry",
+    "stnkit._validate",
+    "stnkit.transforms",
+    "stnkit.transforms.base",
+    "stnkit.transforms.matrix",
+    "stnkit.transforms.tps",
+    "stnkit.transforms._linear",
+    "stnkit.sampling",
+    "stnkit.reference",
+    "stnkit.functional",
+    "stnkit.module",
+    "stnkit.localisation",
+    "stnkit._io",
 ]
 # Modules whose docstrings must hold at least one example.
-WITH_EXAMPLES = {"stn.coords", "stn._registry", "stn.transforms", "stn.sampling", "stn.reference",
-                 "stn.functional", "stn.module", "stn.localisation", "stn._io"}
+WITH_EXAMPLES = {"stnkit.coords", "stnkit._registry", "stnkit.transforms", "stnkit.sampling", "stnkit.reference",
+                 "stnkit.functional", "stnkit.module", "stnkit.localisation", "stnkit._io"}
 
 
 @pytest.mark.parametrize("name", CORE_MODULES)

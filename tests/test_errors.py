@@ -9,15 +9,15 @@ import pytest
 import torch
 from torch import nn
 
-import stn
-from stn.reference import reference_sample
-from stn.transforms import get
+import stnkit
+from stnkit.reference import reference_sample
+from stnkit.transforms import get
 
-FAMILIES = stn.transforms.list_transforms()
+FAMILIES = stnkit.transforms.list_transforms()
 
 
 def _st(transform="affine", in_shape=(1, 6, 6), **kwargs):
-    return stn.SpatialTransformer(stn.fc_localisation(in_shape, hidden=(4,)), transform, **kwargs)
+    return stnkit.SpatialTransformer(stnkit.fc_localisation(in_shape, hidden=(4,)), transform, **kwargs)
 
 
 def _theta(name, n=2):
@@ -34,14 +34,14 @@ def test_warp_input_of_wrong_rank(name):
     rank = get(name).ndim + 2
     bad = torch.rand(*([2] * (rank - 1)))
     with pytest.raises(ValueError, match=rf"input: expected a {rank}-D tensor .*got shape \(2, 2.*\({rank - 1}-D\)"):
-        stn.warp(bad, _theta(name), name)
+        stnkit.warp(bad, _theta(name), name)
 
 
 @pytest.mark.parametrize("name", FAMILIES)
 def test_theta_of_wrong_rank(name):
     p = get(name).num_params
     with pytest.raises(ValueError, match=rf"theta: expected a 2-D tensor \(N, {p}\), got shape \({p}\,?\)"):
-        stn.warp(_x(name, 1), get(name).identity(), name)
+        stnkit.warp(_x(name, 1), get(name).identity(), name)
     with pytest.raises(ValueError, match=r"theta: expected a 2-D tensor"):
         get(name).grid(get(name).identity().view(1, 1, -1), (3,) * get(name).ndim)
 
@@ -58,11 +58,11 @@ def test_module_input_of_wrong_rank():
 def test_sample_grid_of_wrong_rank_or_width():
     x = torch.rand(1, 1, 4, 4)
     with pytest.raises(ValueError, match=r"grid: expected a 4-D tensor \(N, H', W', 2\), got shape \(1, 3, 2\)"):
-        stn.sample(x, torch.zeros(1, 3, 2))
+        stnkit.sample(x, torch.zeros(1, 3, 2))
     with pytest.raises(ValueError, match=r"grid: expected last dimension 2 for a 4-D input, got shape \(1, 3, 3, 3\)"):
-        stn.sample(x, torch.zeros(1, 3, 3, 3))
+        stnkit.sample(x, torch.zeros(1, 3, 3, 3))
     with pytest.raises(ValueError, match=r"input: expected a 4-D or 5-D tensor"):
-        stn.sample(torch.rand(4, 4), torch.zeros(1, 3, 3, 2))
+        stnkit.sample(torch.rand(4, 4), torch.zeros(1, 3, 3, 2))
 
 
 def test_points_of_wrong_shape():
@@ -78,12 +78,12 @@ def test_points_of_wrong_shape():
 @pytest.mark.parametrize("name", FAMILIES)
 def test_batch_mismatch_between_input_and_theta(name):
     with pytest.raises(ValueError, match=r"theta: batch size 3 does not match input's 2 .*input shape \(2, 1"):
-        stn.warp(_x(name, 2), _theta(name, 3), name)
+        stnkit.warp(_x(name, 2), _theta(name, 3), name)
 
 
 def test_batch_mismatch_between_input_and_grid():
     with pytest.raises(ValueError, match=r"grid: batch size 1 does not match input's 2"):
-        stn.sample(torch.rand(2, 1, 4, 4), torch.zeros(1, 3, 3, 2))
+        stnkit.sample(torch.rand(2, 1, 4, 4), torch.zeros(1, 3, 3, 2))
 
 
 def test_batch_mismatch_between_x_and_source():
@@ -99,7 +99,7 @@ def test_wrong_parameter_count(name):
     message = (rf"theta: transform '{name}' expects {p} parameters per sample, shape \(N, {p}\); "
                rf"got shape \(2, {p + 1}\)")
     with pytest.raises(ValueError, match=message):
-        stn.warp(_x(name), theta, name)
+        stnkit.warp(_x(name), theta, name)
     with pytest.raises(ValueError, match=message):
         get(name).grid(theta, (3,) * get(name).ndim)
     with pytest.raises(ValueError, match=message):
@@ -119,26 +119,26 @@ def test_integer_images_are_refused(dtype):
     x = torch.zeros(2, 1, 6, 6, dtype=dtype)
     message = rf"input: expected a floating-point tensor .*got dtype {dtype}"
     with pytest.raises(TypeError, match=message):
-        stn.warp(x, _theta("affine"), "affine")
+        stnkit.warp(x, _theta("affine"), "affine")
     with pytest.raises(TypeError, match=message):
-        stn.sample(x, torch.zeros(2, 3, 3, 2))
+        stnkit.sample(x, torch.zeros(2, 3, 3, 2))
     with pytest.raises(TypeError, match=rf"x: expected a floating-point tensor .*got dtype {dtype}"):
         _st()(x)
 
 
 def test_integer_theta_is_refused():
     with pytest.raises(TypeError, match=r"theta: expected a floating-point tensor .*got dtype torch.int64"):
-        stn.warp(torch.rand(1, 1, 4, 4), torch.tensor([[1, 0, 0, 0, 1, 0]]), "affine")
+        stnkit.warp(torch.rand(1, 1, 4, 4), torch.tensor([[1, 0, 0, 0, 1, 0]]), "affine")
 
 
 def test_non_tensors_are_refused():
     with pytest.raises(TypeError, match=r"input: expected a torch.Tensor of shape \(N, C, H, W\), got list"):
-        stn.warp([[0.0]], _theta("affine", 1), "affine")
+        stnkit.warp([[0.0]], _theta("affine", 1), "affine")
     with pytest.raises(TypeError, match=r"theta: expected a torch.Tensor .*got ndarray"):
         import numpy as np
-        stn.warp(torch.rand(1, 1, 4, 4), np.zeros((1, 6)), "affine")
+        stnkit.warp(torch.rand(1, 1, 4, 4), np.zeros((1, 6)), "affine")
     with pytest.raises(TypeError, match=r"localisation: expected an nn.Module, got function"):
-        stn.SpatialTransformer(lambda x: x, "affine")
+        stnkit.SpatialTransformer(lambda x: x, "affine")
 
 
 # -- unknown names list the valid ones -----------------------------------------------------------------
@@ -149,15 +149,15 @@ def test_unknown_family_lists_the_registered_ones():
     with pytest.raises(ValueError, match=r"transform: unknown transform family 'Affine'; expected one of: affine,"):
         _st("Affine")
     with pytest.raises(ValueError, match=r"transform: unknown transform family 'homography'"):
-        stn.warp(torch.rand(1, 1, 4, 4), torch.zeros(1, 8), "homography")
+        stnkit.warp(torch.rand(1, 1, 4, 4), torch.zeros(1, 8), "homography")
 
 
 def test_unknown_mode_lists_the_valid_ones():
     message = r"mode: expected one of 'bilinear', 'nearest', 'bicubic'; got 'linear'"
     with pytest.raises(ValueError, match=message):
-        stn.sample(torch.rand(1, 1, 4, 4), torch.zeros(1, 2, 2, 2), mode="linear")
+        stnkit.sample(torch.rand(1, 1, 4, 4), torch.zeros(1, 2, 2, 2), mode="linear")
     with pytest.raises(ValueError, match=message):
-        stn.warp(torch.rand(1, 1, 4, 4), _theta("affine", 1), "affine", mode="linear")
+        stnkit.warp(torch.rand(1, 1, 4, 4), _theta("affine", 1), "affine", mode="linear")
     with pytest.raises(ValueError, match=message):
         _st(mode="linear")
 
@@ -165,7 +165,7 @@ def test_unknown_mode_lists_the_valid_ones():
 def test_unknown_padding_lists_the_valid_ones():
     message = r"padding: expected one of 'zeros', 'border', 'reflection'; got 'constant'"
     with pytest.raises(ValueError, match=message):
-        stn.sample(torch.rand(1, 1, 4, 4), torch.zeros(1, 2, 2, 2), padding="constant")
+        stnkit.sample(torch.rand(1, 1, 4, 4), torch.zeros(1, 2, 2, 2), padding="constant")
     with pytest.raises(ValueError, match=message):
         _st(padding="constant")
 
@@ -179,7 +179,7 @@ def test_unknown_head_output_and_kernel():
 
 def test_bicubic_volumes_are_refused():
     with pytest.raises(ValueError, match=r"mode: 'bicubic' is only available for 2-D"):
-        stn.sample(torch.rand(1, 1, 3, 3, 3), torch.zeros(1, 2, 2, 2, 3), mode="bicubic")
+        stnkit.sample(torch.rand(1, 1, 3, 3, 3), torch.zeros(1, 2, 2, 2, 3), mode="bicubic")
     with pytest.raises(ValueError, match=r"mode: 'bicubic' is only available for 2-D"):
         _st("affine3d", (1, 3, 3, 3), mode="bicubic")
 
@@ -221,7 +221,7 @@ def test_non_finite_theta_is_a_clear_error(name, bad):
     theta = _theta(name).clone()
     theta[1, 0] = bad
     with pytest.raises(ValueError, match=rf"theta: expected finite values, got {bad} at index \(1, 0\)"):
-        stn.warp(_x(name), theta, name)
+        stnkit.warp(_x(name), theta, name)
 
 
 def test_non_finite_theta_from_the_localisation_net():
@@ -237,7 +237,7 @@ def test_non_finite_theta_from_the_localisation_net():
 def test_finite_check_can_be_disabled():
     theta = _theta("affine").clone()
     theta[0, 0] = math.nan
-    out = stn.warp(torch.rand(2, 1, 4, 4), theta, "affine", check_finite=False)
+    out = stnkit.warp(torch.rand(2, 1, 4, 4), theta, "affine", check_finite=False)
     assert out[0].isnan().all() and out[1].isfinite().all()
 
 
@@ -247,7 +247,7 @@ def test_bad_output_size(size):
     with pytest.raises(ValueError, match=r"output_size: expected 2 positive ints \(H, W\), got"):
         _st(output_size=size)
     with pytest.raises(ValueError, match=r"size: expected 2 positive ints \(H, W\), got"):
-        stn.warp(torch.rand(1, 1, 4, 4), _theta("affine", 1), "affine", size)
+        stnkit.warp(torch.rand(1, 1, 4, 4), _theta("affine", 1), "affine", size)
 
 
 def test_bad_volume_output_size():
@@ -260,20 +260,20 @@ def test_bad_volume_output_size():
 def test_fill_with_non_zeros_padding(padding):
     message = rf"fill: a constant fill replaces padding='zeros'; got padding='{padding}' with fill=0.5"
     with pytest.raises(ValueError, match=message):
-        stn.sample(torch.rand(1, 1, 4, 4), torch.zeros(1, 2, 2, 2), padding=padding, fill=0.5)
+        stnkit.sample(torch.rand(1, 1, 4, 4), torch.zeros(1, 2, 2, 2), padding=padding, fill=0.5)
     with pytest.raises(ValueError, match=message):
         _st(padding=padding, fill=0.5)
 
 
 def test_fill_with_the_wrong_number_of_channels():
     with pytest.raises(ValueError, match=r"fill: expected a float or 3 values \(one per channel\), got shape \(2,\)"):
-        stn.sample(torch.rand(1, 3, 4, 4), torch.zeros(1, 2, 2, 2), fill=[0.1, 0.2])
+        stnkit.sample(torch.rand(1, 3, 4, 4), torch.zeros(1, 2, 2, 2), fill=[0.1, 0.2])
 
 
 @pytest.mark.parametrize("fill", ["white", [], [0.1, "a"], True, {"c": 1}])
 def test_fill_of_the_wrong_type(fill):
     with pytest.raises(TypeError, match=r"fill: expected None, a float, a sequence of floats"):
-        stn.sample(torch.rand(1, 1, 4, 4), torch.zeros(1, 2, 2, 2), fill=fill)
+        stnkit.sample(torch.rand(1, 1, 4, 4), torch.zeros(1, 2, 2, 2), fill=fill)
     with pytest.raises(TypeError, match=r"fill: expected"):
         _st(fill=fill)
 
@@ -287,22 +287,22 @@ def test_bad_heads(heads):
 
 def test_localisation_feature_size_unknown_or_wrong():
     with pytest.raises(ValueError, match=r"loc_features: cannot tell the localisation net's output size"):
-        stn.SpatialTransformer(nn.Flatten(), "affine")
-    st = stn.SpatialTransformer(nn.Flatten(), "affine", loc_features=10)
+        stnkit.SpatialTransformer(nn.Flatten(), "affine")
+    st = stnkit.SpatialTransformer(nn.Flatten(), "affine", loc_features=10)
     with pytest.raises(ValueError, match=r"loc_features: the regression layer expects 10 .*pass loc_features=36"):
         st(torch.rand(2, 1, 6, 6))
     with pytest.raises(ValueError, match=r"localisation: expected \(N, F\) features, got shape \(2, 1, 6, 6\)"):
-        stn.SpatialTransformer(nn.Identity(), "affine", loc_features=36)(torch.rand(2, 1, 6, 6))
+        stnkit.SpatialTransformer(nn.Identity(), "affine", loc_features=36)(torch.rand(2, 1, 6, 6))
 
 
 def test_localisation_builders_validate():
     with pytest.raises(ValueError, match=r"hidden: expected at least one layer size"):
-        stn.fc_localisation((1, 4, 4), hidden=())
+        stnkit.fc_localisation((1, 4, 4), hidden=())
     with pytest.raises(ValueError, match=r"in_shape: expected an int >= 1, got 0"):
-        stn.fc_localisation((1, 0, 4))
+        stnkit.fc_localisation((1, 0, 4))
     with pytest.raises(ValueError, match=r"in_shape: expected \(C, H, W\) or \(C, D, H, W\), got \(28, 28\)"):
-        stn.conv_localisation((28, 28))
+        stnkit.conv_localisation((28, 28))
     with pytest.raises(ValueError, match=r"in_shape: \(1, 8, 8\) is too small for this localisation net"):
-        stn.conv_localisation((1, 8, 8))
+        stnkit.conv_localisation((1, 8, 8))
     with pytest.raises(ValueError, match=r"kernel_size: expected an int >= 1, got 0"):
-        stn.conv_localisation((1, 28, 28), kernel_size=0)
+        stnkit.conv_localisation((1, 28, 28), kernel_size=0)

@@ -8,11 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import stn
-from stn import coords, fastpath
-from stn.transforms import _linear, get
+import stnkit
+from stnkit import coords, fastpath
+from stnkit.transforms import _linear, get
 
-FAMILIES = stn.transforms.list_transforms()
+FAMILIES = stnkit.transforms.list_transforms()
 AC = [False, True]
 SIZES_2D = [(5, 7), (1, 4), (16, 16)]
 SIZES_3D = [(3, 4, 5), (2, 1, 3)]
@@ -130,7 +130,7 @@ def test_fast_grid_under_torch_compile(helpers):
     x = torch.rand(2, 1, 6, 7, generator=g)
 
     def grids(a, p, t):  # the grids, and a whole warp (compiled: no planar fast path, cleanly)
-        return affine.grid(a, (5, 6)), projective.grid(p, (5, 6), True), tps.grid(t, (5, 6)), stn.warp(x, a, affine)
+        return affine.grid(a, (5, 6)), projective.grid(p, (5, 6), True), tps.grid(t, (5, 6)), stnkit.warp(x, a, affine)
 
     try:
         compiled = torch.compile(grids, backend="inductor", fullgraph=True)
@@ -223,17 +223,17 @@ def test_basis_first_built_under_inference_mode_works_with_autograd_later(name, 
     torch.testing.assert_close(grad, ref_grad, **TOL32)
 
 
-# -- stn.warp: the planar grid for the 2-D matrix families ----------------------------------------------
+# -- stnkit.warp: the planar grid for the 2-D matrix families ----------------------------------------------
 PLANAR = ["translation", "attention", "similarity", "affine", "projective"]
 
 
 def _warp_both_paths(x, theta, name, size, **options):
     x, theta = x.detach().clone().requires_grad_(), theta.detach().clone().requires_grad_()
-    out = stn.warp(x, theta, name, size, **options)
+    out = stnkit.warp(x, theta, name, size, **options)
     upstream = torch.randn(out.shape, generator=torch.Generator().manual_seed(11), dtype=out.dtype)
     grads = torch.autograd.grad(out, (x, theta), upstream)
     with fastpath.disabled():
-        ref = stn.warp(x, theta, name, size, **options)
+        ref = stnkit.warp(x, theta, name, size, **options)
     ref_grads = torch.autograd.grad(ref, (x, theta), upstream)
     return (out, *grads), (ref, *ref_grads)
 
@@ -261,7 +261,7 @@ def test_warp_affine_equals_torch_affine_grid_and_grid_sample_float32(shape, siz
     g = helpers.gen(13)
     x = torch.rand(shape, generator=g)
     theta = (get("affine").identity() + 0.3 * torch.randn(shape[0], 6, generator=g)).requires_grad_()
-    out = stn.warp(x, theta, "affine", size)
+    out = stnkit.warp(x, theta, "affine", size)
     grid = F.affine_grid(theta.view(-1, 2, 3), [shape[0], 1, *size], align_corners=False)
     ref = F.grid_sample(x, grid, align_corners=False)
     upstream = torch.randn(out.shape, generator=g)
@@ -277,11 +277,11 @@ def test_warp_fast_path_gradcheck_float64(name, helpers):
     g = helpers.gen(14)
     x = helpers.smooth_image((2, 1, 4, 5)).requires_grad_()
     theta = helpers.random_theta(family, 2, g).requires_grad_()
-    assert torch.autograd.gradcheck(lambda a, t: stn.warp(a, t, name, (3, 4)), (x, theta))
+    assert torch.autograd.gradcheck(lambda a, t: stnkit.warp(a, t, name, (3, 4)), (x, theta))
 
 
 def test_warp_grid_is_planar_only_where_it_applies(helpers):
-    from stn._fast_warp import warp_grid
+    from stnkit._fast_warp import warp_grid
 
     g = helpers.gen(15)
     for name in FAMILIES:
@@ -299,7 +299,7 @@ def test_warp_grid_is_planar_only_where_it_applies(helpers):
 @pytest.mark.parametrize("name", ["affine", "projective"])
 def test_planar_grids_gradgradcheck_float64(name, helpers):
     """The planar grids' hand-written backward passes are differentiable themselves."""
-    from stn._fast_warp import warp_grid
+    from stnkit._fast_warp import warp_grid
 
     family = get(name)
     theta = helpers.random_theta(family, 2, helpers.gen(19)).requires_grad_()
@@ -322,15 +322,15 @@ def test_warp_projective_across_the_horizon_equals_reference(align_corners, help
 def test_warp_fast_path_empty_batch_and_low_precision(helpers):
     x = torch.rand(0, 1, 5, 5)
     theta = get("affine").identity().expand(0, -1).requires_grad_()
-    out = stn.warp(x, theta, "affine")
+    out = stnkit.warp(x, theta, "affine")
     assert out.shape == (0, 1, 5, 5)
     out.sum().backward()
     assert theta.grad.shape == (0, 6)
     x16 = torch.rand(2, 1, 6, 6, generator=helpers.gen(16)).to(torch.bfloat16)
     theta = helpers.random_theta(get("affine"), 2, helpers.gen(17), dtype=torch.float32)
     with fastpath.disabled():
-        ref = stn.warp(x16, theta, "affine")
-    assert torch.equal(stn.warp(x16, theta, "affine"), ref)
+        ref = stnkit.warp(x16, theta, "affine")
+    assert torch.equal(stnkit.warp(x16, theta, "affine"), ref)
 
 
 def test_fastpath_docstring_example():
@@ -346,7 +346,7 @@ def test_warp_under_torch_func_grad_falls_back_cleanly(helpers):
     theta = helpers.random_theta(get("affine"), 2, helpers.gen(18))
 
     def loss(t):
-        return stn.warp(x, t, "affine", check_finite=False).square().sum()
+        return stnkit.warp(x, t, "affine", check_finite=False).square().sum()
 
     grad = torch.func.grad(loss)(theta)
     theta = theta.clone().requires_grad_()

@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from stn._io import atomic_open, atomic_write
+from stnkit._io import atomic_open, atomic_write
 
 
 def test_write_replaces_the_file_with_ordinary_permissions(tmp_path):

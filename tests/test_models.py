@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stn.models import count_parameters, create_model, list_models
+from stnkit.models import count_parameters, create_model, list_models
 
 # (in_shape, downsample, num_classes): Table 1 R/P/E, RTS, TC, MNIST addition.
 SETUPS = [((1, 28, 28), False, 10), ((1, 42, 42), True, 10), ((1, 60, 60), True, 10), ((2, 42, 42), True, 19)]

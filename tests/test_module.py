@@ -1,4 +1,4 @@
-"""``stn.SpatialTransformer``: identity at initialisation, heads, output sizes, ``source=``,
+"""``stnkit.SpatialTransformer``: identity at initialisation, heads, output sizes, ``source=``,
 ``return_theta``, modules in series, the localisation builders."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import stn
-from stn.transforms import get
+import stnkit
+from stnkit.transforms import get
 
-FAMILIES = stn.transforms.list_transforms()
+FAMILIES = stnkit.transforms.list_transforms()
 FAMILIES_2D = [f for f in FAMILIES if get(f).ndim == 2]
 FAMILIES_3D = [f for f in FAMILIES if get(f).ndim == 3]
 AC = [False, True]
@@ -28,7 +28,7 @@ def _shape(name, n, c):
 def test_fresh_transformer_is_identity(name, channels, align_corners, helpers):
     shape = _shape(name, 2, channels)
     x64 = helpers.uniform(shape, 0, 1, helpers.gen(1))
-    st = stn.SpatialTransformer(stn.fc_localisation(shape[1:], hidden=(8,)), name, align_corners=align_corners)
+    st = stnkit.SpatialTransformer(stnkit.fc_localisation(shape[1:], hidden=(8,)), name, align_corners=align_corners)
     torch.testing.assert_close(st(x64.float()), x64.float(), atol=2e-6, rtol=0)  # float32 rounding
     st64 = st.double()
     torch.testing.assert_close(st64(x64), x64, atol=1e-6, rtol=0)
@@ -38,13 +38,13 @@ def test_fresh_transformer_is_identity(name, channels, align_corners, helpers):
 def test_fresh_transformer_with_conv_localisation_is_identity(name, helpers):
     shape = (2, 2, 16, 16, 16) if get(name).ndim == 3 else (2, 2, 16, 16)
     x = helpers.uniform(shape, 0, 1, helpers.gen(2))
-    st = stn.SpatialTransformer(stn.conv_localisation(shape[1:], channels=(4, 4), kernel_size=3), name).double()
+    st = stnkit.SpatialTransformer(stnkit.conv_localisation(shape[1:], channels=(4, 4), kernel_size=3), name).double()
     torch.testing.assert_close(st(x), x, atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("name", FAMILIES)
 def test_regression_layer_starts_at_the_identity(name):
-    st = stn.SpatialTransformer(stn.fc_localisation((1, 4, 4), hidden=(5,)), name, heads=3)
+    st = stnkit.SpatialTransformer(stnkit.fc_localisation((1, 4, 4), hidden=(5,)), name, heads=3)
     p = st.transform.num_params
     assert st.regression.weight.shape == (3 * p, 5) and not st.regression.weight.any()
     torch.testing.assert_close(st.regression.bias.detach(), st.transform.identity().repeat(3))
@@ -54,7 +54,7 @@ def test_regression_layer_starts_at_the_identity(name):
 @pytest.mark.parametrize("name", FAMILIES_2D)
 def test_identity_downsampling_by_two_is_average_pooling(name, helpers):
     x = helpers.uniform((2, 3, 8, 10), 0, 1, helpers.gen(3))
-    st = stn.SpatialTransformer(stn.fc_localisation((3, 8, 10), hidden=(4,)), name, output_size=(4, 5)).double()
+    st = stnkit.SpatialTransformer(stnkit.fc_localisation((3, 8, 10), hidden=(4,)), name, output_size=(4, 5)).double()
     # Without align_corners, output pixel i reads input position 2 i + 0.5: the mean of a 2x2 block.
     torch.testing.assert_close(st(x), F.avg_pool2d(x, 2), atol=1e-6, rtol=0)
 
@@ -63,7 +63,7 @@ def test_identity_downsampling_by_two_is_average_pooling(name, helpers):
 @pytest.mark.parametrize("align_corners", AC)
 def test_identity_upsampling_is_bilinear_interpolation(name, align_corners, helpers):
     x = helpers.uniform((2, 2, 5, 6), 0, 1, helpers.gen(4))
-    st = stn.SpatialTransformer(stn.fc_localisation((2, 5, 6), hidden=(4,)), name, output_size=(10, 15),
+    st = stnkit.SpatialTransformer(stnkit.fc_localisation((2, 5, 6), hidden=(4,)), name, output_size=(10, 15),
                                 padding="border", align_corners=align_corners).double()
     expected = F.interpolate(x, size=(10, 15), mode="bilinear", align_corners=align_corners)
     torch.testing.assert_close(st(x), expected, atol=1e-6, rtol=0)
@@ -72,10 +72,10 @@ def test_identity_upsampling_is_bilinear_interpolation(name, align_corners, help
 @pytest.mark.parametrize("name", FAMILIES_3D)
 def test_identity_volume_resampling(name, helpers):
     x = helpers.uniform((1, 2, 4, 6, 8), 0, 1, helpers.gen(5))
-    down = stn.SpatialTransformer(stn.fc_localisation((2, 4, 6, 8), hidden=(4,)), name,
+    down = stnkit.SpatialTransformer(stnkit.fc_localisation((2, 4, 6, 8), hidden=(4,)), name,
                                   output_size=(2, 3, 4)).double()
     torch.testing.assert_close(down(x), F.avg_pool3d(x, 2), atol=1e-6, rtol=0)
-    up = stn.SpatialTransformer(stn.fc_localisation((2, 4, 6, 8), hidden=(4,)), name, output_size=(8, 9, 16),
+    up = stnkit.SpatialTransformer(stnkit.fc_localisation((2, 4, 6, 8), hidden=(4,)), name, output_size=(8, 9, 16),
                                 padding="border").double()
     expected = F.interpolate(x, size=(8, 9, 16), mode="trilinear", align_corners=False)
     torch.testing.assert_close(up(x), expected, atol=1e-6, rtol=0)
@@ -90,7 +90,7 @@ def test_output_size_with_random_theta_equals_warp(name, out, helpers):
     x = helpers.uniform(shape, 0, 1, helpers.gen(6))
     y, theta = st(x, return_theta=True)
     assert y.shape == (*shape[:2], *size)
-    torch.testing.assert_close(y, stn.warp(x, theta, name, size), atol=1e-12, rtol=0)
+    torch.testing.assert_close(y, stnkit.warp(x, theta, name, size), atol=1e-12, rtol=0)
 
 
 # -- heads -----------------------------------------------------------------------------------------
@@ -105,7 +105,7 @@ def test_each_head_equals_a_single_head_transformer(name, head_output, helpers):
     assert theta.shape == (3, heads, p)
     assert y.shape == ((3, heads * c, *shape[2:]) if head_output == "channels" else (3, heads, c, *shape[2:]))
     for h in range(heads):
-        single = stn.SpatialTransformer(st.localisation, name, loc_features=8).double()
+        single = stnkit.SpatialTransformer(st.localisation, name, loc_features=8).double()
         with torch.no_grad():
             single.regression.weight.copy_(st.regression.weight[h * p:(h + 1) * p])
             single.regression.bias.copy_(st.regression.bias[h * p:(h + 1) * p])
@@ -128,7 +128,7 @@ def test_source_is_warped_by_the_theta_read_off_x(name, helpers):
     _, theta_x = st(x, return_theta=True)
     torch.testing.assert_close(theta, theta_x, atol=0, rtol=0)
     assert y.shape == source.shape
-    torch.testing.assert_close(y, stn.warp(source, theta, name), atol=1e-12, rtol=0)
+    torch.testing.assert_close(y, stnkit.warp(source, theta, name), atol=1e-12, rtol=0)
 
 
 @pytest.mark.parametrize("name", FAMILIES)
@@ -153,14 +153,14 @@ def test_transformers_in_series_compose(name, helpers):
     family = get(name)
     a = helpers.random_theta(family, 1, helpers.gen(11))
     b = helpers.random_theta(family, 1, helpers.gen(12))
-    first = stn.SpatialTransformer(stn.fc_localisation((2, 40, 40), hidden=(4,)), name).double()
-    second = stn.SpatialTransformer(stn.fc_localisation((2, 40, 40), hidden=(4,)), name).double()
+    first = stnkit.SpatialTransformer(stnkit.fc_localisation((2, 40, 40), hidden=(4,)), name).double()
+    second = stnkit.SpatialTransformer(stnkit.fc_localisation((2, 40, 40), hidden=(4,)), name).double()
     with torch.no_grad():
         first.regression.bias.copy_(a[0])
         second.regression.bias.copy_(b[0])
     x = helpers.smooth_image((1, 2, 40, 40))
     y = nn.Sequential(first, second)(x)
-    once = stn.warp(x, family.compose(a, b), family)
+    once = stnkit.warp(x, family.compose(a, b), family)
     p = helpers.centres((40, 40), False)
     mid = family.warp_points(b, p)
     end = family.warp_points(a, mid)
@@ -189,21 +189,21 @@ def test_every_channel_gets_the_same_warp(name, helpers):
     x = helpers.uniform(shape, 0, 1, helpers.gen(13))
     y, theta = st(x, return_theta=True)
     for c in (0, 7, 16):
-        torch.testing.assert_close(y[:, c:c + 1], stn.warp(x[:, c:c + 1], theta, name), atol=1e-12, rtol=0)
+        torch.testing.assert_close(y[:, c:c + 1], stnkit.warp(x[:, c:c + 1], theta, name), atol=1e-12, rtol=0)
 
 
 # -- localisation nets ---------------------------------------------------------------------------------
 def test_fc_localisation_shapes():
-    net = stn.fc_localisation((2, 6, 5))
+    net = stnkit.fc_localisation((2, 6, 5))
     assert net.out_features == 32
     assert net(torch.zeros(3, 2, 6, 5)).shape == (3, 32)
     assert [m.out_features for m in net if isinstance(m, nn.Linear)] == [32, 32, 32]  # the paper's 3 x 32
-    assert stn.fc_localisation((1, 4, 4), hidden=(7, 3))(torch.zeros(2, 1, 4, 4)).shape == (2, 3)
+    assert stnkit.fc_localisation((1, 4, 4), hidden=(7, 3))(torch.zeros(2, 1, 4, 4)).shape == (2, 3)
 
 
 @pytest.mark.parametrize("in_shape", [(1, 28, 28), (2, 42, 42), (1, 60, 60), (1, 32, 32, 32)])
 def test_conv_localisation_shapes(in_shape):
-    net = stn.conv_localisation(in_shape)
+    net = stnkit.conv_localisation(in_shape)
     assert net.out_features == 20
     assert net(torch.zeros(2, *in_shape)).shape == (2, 20)
     convs = [m for m in net if isinstance(m, (nn.Conv2d, nn.Conv3d))]
@@ -211,7 +211,7 @@ def test_conv_localisation_shapes(in_shape):
 
 
 def test_conv_localisation_without_downsampling():
-    net = stn.conv_localisation((1, 12, 12), channels=(3,), kernel_size=3, hidden=6, downsample=1)
+    net = stnkit.conv_localisation((1, 12, 12), channels=(3,), kernel_size=3, hidden=6, downsample=1)
     assert not any(isinstance(m, nn.AvgPool2d) for m in net)
     assert net(torch.zeros(1, 1, 12, 12)).shape == (1, 6)
 
@@ -225,16 +225,16 @@ def test_any_user_module_works_as_localisation(helpers):
         def forward(self, x):
             return self.pool(x).flatten(1)  # (N, 4 C)
 
-    st = stn.SpatialTransformer(Custom(), "attention", loc_features=12)
+    st = stnkit.SpatialTransformer(Custom(), "attention", loc_features=12)
     x = torch.rand(2, 3, 8, 8, generator=helpers.gen(14))
     torch.testing.assert_close(st(x), x, atol=2e-6, rtol=0)
-    inferred = stn.SpatialTransformer(nn.Sequential(nn.Flatten(), nn.Linear(3 * 64, 5)), "affine")
+    inferred = stnkit.SpatialTransformer(nn.Sequential(nn.Flatten(), nn.Linear(3 * 64, 5)), "affine")
     assert inferred.regression.in_features == 5
 
 
 def test_state_dict_round_trip(helpers):
     st = helpers.make_st("tps", (1, 8, 8), heads=2)
-    clone = stn.SpatialTransformer(stn.fc_localisation((1, 8, 8), hidden=(8,)), "tps", heads=2)
+    clone = stnkit.SpatialTransformer(stnkit.fc_localisation((1, 8, 8), hidden=(8,)), "tps", heads=2)
     clone.load_state_dict(st.state_dict())
     x = torch.rand(2, 1, 8, 8, generator=helpers.gen(15))
     torch.testing.assert_close(clone(x), st(x), atol=0, rtol=0)

@@ -11,11 +11,11 @@ import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import stn
-from stn.reference import reference_sample
-from stn.transforms import get
+import stnkit
+from stnkit.reference import reference_sample
+from stnkit.transforms import get
 
-FAMILIES = stn.transforms.list_transforms()
+FAMILIES = stnkit.transforms.list_transforms()
 MATRIX_FAMILIES = [f for f in FAMILIES if get(f).has_matrix]
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -35,7 +35,7 @@ def _theta(family, n, seed, scale):
 
 
 def _centres(size, align_corners):
-    """Pixel centres ``(P, ndim)``, x fastest, from the convention in :mod:`stn.coords`'s docstring."""
+    """Pixel centres ``(P, ndim)``, x fastest, from the convention in :mod:`stnkit.coords`'s docstring."""
     axes = []
     for n in size:
         i = torch.arange(n, dtype=torch.float64)
@@ -96,13 +96,13 @@ def test_sample_equals_reference(mode, h, w, out_h, out_w, c, align_corners, see
     g = _gen(seed)
     x = torch.rand(2, c, h, w, generator=g, dtype=torch.float64)
     grid = (torch.rand(2, out_h, out_w, 2, generator=g, dtype=torch.float64) * 2 - 1) * reach
-    out = stn.sample(x, grid, mode=mode, align_corners=align_corners)
+    out = stnkit.sample(x, grid, mode=mode, align_corners=align_corners)
     torch.testing.assert_close(out, reference_sample(x, grid, mode, align_corners), atol=1e-12, rtol=0)
     if mode != "nearest":
         weights = torch.rand(out.shape, generator=g, dtype=torch.float64)
         a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
         ga, gb = grid.clone().requires_grad_(), grid.clone().requires_grad_()
-        (stn.sample(a, ga, mode=mode, align_corners=align_corners) * weights).sum().backward()
+        (stnkit.sample(a, ga, mode=mode, align_corners=align_corners) * weights).sum().backward()
         (reference_sample(b, gb, mode, align_corners) * weights).sum().backward()
         torch.testing.assert_close(a.grad, b.grad, atol=1e-12, rtol=0)
         torch.testing.assert_close(ga.grad, gb.grad, atol=1e-9, rtol=0)
@@ -114,4 +114,4 @@ def test_identity_warp_returns_the_input(name, seed, c, fill):
     family = get(name)
     x = torch.rand(2, c, *((3, 4, 5) if family.ndim == 3 else (6, 5)), generator=_gen(seed), dtype=torch.float64)
     theta = family.identity(dtype=torch.float64).expand(2, -1)
-    torch.testing.assert_close(stn.warp(x, theta, family, fill=fill), x, atol=1e-9, rtol=0)
+    torch.testing.assert_close(stnkit.warp(x, theta, family, fill=fill), x, atol=1e-9, rtol=0)

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from _synthetic_digits import write_synthetic_mnist
-from stn.train import TrainConfig, Trainer, TrainingDiverged, load_checkpoint, load_run, train
-from stn.train.optim import lr_factor
+from stnkit.train import TrainConfig, Trainer, TrainingDiverged, load_checkpoint, load_run, train
+from stnkit.train.optim import lr_factor
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +158,7 @@ def test_run_files_follow_the_contract(tmp_path, data_dir):
     # test error = share of the 32 test images that the saved model gets wrong, recounted here
     model, _ = load_run(tmp_path)
     assert summary["params"] == sum(p.numel() for p in model.parameters())
-    from stn.data import DistortedDigits
+    from stnkit.data import DistortedDigits
 
     x, y = next(iter(DistortedDigits("r", "test", data_dir=data_dir).batches(0, 32)))
     with torch.no_grad():

@@ -10,10 +10,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import stn
-from stn.transforms import Transform, get
+import stnkit
+from stnkit.transforms import Transform, get
 
-FAMILIES = stn.transforms.list_transforms()
+FAMILIES = stnkit.transforms.list_transforms()
 FAMILIES_2D = [f for f in FAMILIES if get(f).ndim == 2]
 MATRIX_FAMILIES = [f for f in FAMILIES if get(f).has_matrix]
 AC = [False, True]
@@ -48,7 +48,7 @@ def test_get_returns_an_instance_unchanged():
 
 def test_register_refuses_duplicates():
     with pytest.raises(ValueError, match="'affine' is already registered"):
-        stn.transforms.register_transform("affine")(stn.transforms.Affine)
+        stnkit.transforms.register_transform("affine")(stnkit.transforms.Affine)
 
 
 # -- identity ---------------------------------------------------------------------------------------
@@ -211,7 +211,7 @@ def test_bright_pixel_lands_where_warp_points_says(name, align_corners, helpers)
     x = torch.zeros(1, 1, *size, dtype=torch.float64)
     x[0, 0, i0, j0] = 1.0
     theta = helpers.random_theta(family, 1, helpers.gen(14))
-    out = stn.warp(x, theta, family, align_corners=align_corners)[0, 0]  # (H, W)
+    out = stnkit.warp(x, theta, family, align_corners=align_corners)[0, 0]  # (H, W)
     # Closed form: output pixel p reads the input at q = warp_points(p); bilinear gives the tent
     # max(0, 1 - |q_x - j0|) * max(0, 1 - |q_y - i0|) (paper eq. 5).
     q = helpers.pixel_of(family.warp_points(theta, helpers.centres(size, align_corners))[0], size,
@@ -231,7 +231,7 @@ def test_bright_voxel_lands_where_warp_points_says(align_corners, helpers):
     x = torch.zeros(1, 1, *size, dtype=torch.float64)
     x[0, 0, k0, i0, j0] = 1.0
     theta = helpers.random_theta(family, 1, helpers.gen(15))
-    out = stn.warp(x, theta, family, align_corners=align_corners)[0, 0]  # (D, H, W)
+    out = stnkit.warp(x, theta, family, align_corners=align_corners)[0, 0]  # (D, H, W)
     q = helpers.pixel_of(family.warp_points(theta, helpers.centres(size, align_corners))[0], size,
                          align_corners)  # (D*H*W, 3) (col, row, slice)
     target = torch.tensor([j0, i0, k0], dtype=q.dtype)
@@ -249,7 +249,7 @@ def test_inverse_predicts_where_a_pixel_lands(name, helpers):
     landing = family.warp_points(family.inverse(theta), centre)  # (1, 1, d) output point
     x = torch.zeros(1, 1, *size, dtype=torch.float64)
     x[(0, 0) + (4,) * family.ndim] = 1.0
-    out = stn.warp(x, theta, family)
+    out = stnkit.warp(x, theta, family)
     flat = int(out.argmax())
     index = torch.tensor(list(reversed(torch.unravel_index(torch.tensor(flat), size))), dtype=torch.float64)
     expected = helpers.pixel_of(landing[0, 0], size, False)  # (col, row[, slice])
@@ -298,8 +298,8 @@ def test_warping_by_compose_equals_warping_twice(name, helpers):
     x = helpers.smooth_image((2, 2, *size))
     a = helpers.random_theta(family, 2, helpers.gen(22), scale=1.5)
     b = helpers.random_theta(family, 2, helpers.gen(23), scale=1.5)
-    twice = stn.warp(stn.warp(x, a, family), b, family)
-    once = stn.warp(x, family.compose(a, b), family)
+    twice = stnkit.warp(stnkit.warp(x, a, family), b, family)
+    once = stnkit.warp(x, family.compose(a, b), family)
     # Compare where neither path reads padding: the intermediate and final points stay inside.
     p = helpers.centres(size, False)
     mid = family.warp_points(b, p)
@@ -309,7 +309,7 @@ def test_warping_by_compose_equals_warping_twice(name, helpers):
     diff = ((twice - once).abs() * inside).amax()
     assert diff < 5e-3
     if name != "translation":  # the order matters: a then b is not b then a
-        swapped = stn.warp(x, family.compose(b, a), family)
+        swapped = stnkit.warp(x, family.compose(b, a), family)
         assert ((swapped - once).abs() * inside).amax() > 4 * diff
 
 
@@ -339,7 +339,7 @@ def test_projective_stays_finite_near_zero_homogeneous_coordinate(align_corners,
     assert torch.isfinite(grid).all()
     assert grid.abs().max() > 1e3  # the horizon maps far outside, as documented
     x = helpers.smooth_image((1, 2, 6, 8), dtype).requires_grad_()
-    out = stn.warp(x, theta, family, mode=mode, padding=padding, align_corners=align_corners)
+    out = stnkit.warp(x, theta, family, mode=mode, padding=padding, align_corners=align_corners)
     assert torch.isfinite(out).all()
     out.square().sum().backward()
     assert torch.isfinite(theta.grad).all() and torch.isfinite(x.grad).all()
@@ -359,14 +359,14 @@ def test_projective_points_on_the_horizon_are_finite():
 @pytest.mark.parametrize("align_corners", AC)
 @pytest.mark.parametrize("n", [1, 2, 5])
 def test_pixel_centres_and_conversions_agree(n, align_corners, helpers):
-    centres = stn.coords.pixel_centres(n, align_corners, dtype=torch.float64)
+    centres = stnkit.coords.pixel_centres(n, align_corners, dtype=torch.float64)
     expected = helpers.centres((n,), align_corners)[:, 0]
     torch.testing.assert_close(centres, expected, atol=1e-15, rtol=0)
     index = torch.arange(n, dtype=torch.float64)
     points = torch.stack([index, torch.zeros(n, dtype=torch.float64)], dim=-1)  # (n, 2) pixels (col, row 0)
-    normalised = stn.coords.pixel_to_normalized(points, (1, n), align_corners)
+    normalised = stnkit.coords.pixel_to_normalized(points, (1, n), align_corners)
     torch.testing.assert_close(normalised[:, 0], centres, atol=1e-15, rtol=0)
-    torch.testing.assert_close(normalised[:, 1], stn.coords.pixel_centres(1, align_corners, dtype=torch.float64)
+    torch.testing.assert_close(normalised[:, 1], stnkit.coords.pixel_centres(1, align_corners, dtype=torch.float64)
                                .expand(n), atol=1e-15, rtol=0)
-    back = stn.coords.normalized_to_pixel(normalised, (1, n), align_corners)
+    back = stnkit.coords.normalized_to_pixel(normalised, (1, n), align_corners)
     torch.testing.assert_close(back, points, atol=1e-12, rtol=0)

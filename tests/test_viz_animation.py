@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image, ImageSequence
 
-from stn.models import create_model
-from stn.viz import TrainingAnimation, save_gif
-from stn.viz.animation import FRAMES_DIR, GIF_NAME, LAST_FRAME_NAME
+from stnkit.models import create_model
+from stnkit.viz import TrainingAnimation, save_gif
+from stnkit.viz.animation import FRAMES_DIR, GIF_NAME, LAST_FRAME_NAME
 
 IN_SHAPE = (1, 20, 20)
 
@@ -137,7 +137,7 @@ def test_gif_frames_from_interlaced_and_global_palette_files_reassemble(tmp_path
     # parse_frame reads what other writers produce: Pillow's interlaced default here.
     import io
 
-    from stn.viz._gif import assemble, parse_frame
+    from stnkit.viz._gif import assemble, parse_frame
 
     g = np.random.default_rng(0)
     arrays = [g.integers(0, 256, (24, 30, 3), dtype=np.uint8) // 64 * 64 for _ in range(2)]
@@ -155,10 +155,10 @@ def test_gif_frames_from_interlaced_and_global_palette_files_reassemble(tmp_path
 
 
 def test_volume_transformer_is_skipped_not_fatal(tmp_path):
-    import stn
-    from stn.viz import apply_transformers
+    import stnkit
+    from stnkit.viz import apply_transformers
 
-    st = stn.SpatialTransformer(stn.fc_localisation((1, 4, 6, 6), hidden=(4,)), "affine3d")
+    st = stnkit.SpatialTransformer(stnkit.fc_localisation((1, 4, 6, 6), hidden=(4,)), "affine3d")
     with pytest.raises(ValueError, match="2-D"):
         apply_transformers(st, torch.zeros(1, 1, 6, 6))
     anim = TrainingAnimation(torch.zeros(2, 1, 6, 6))

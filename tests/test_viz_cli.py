@@ -1,5 +1,5 @@
 """End to end through the command line: a tiny run on synthetic IDX digits, then the README's
-``stn show`` example, ``stn show --npz``, a resumed run's animation, ``stn report`` and the README
+``stnkit show`` example, ``stnkit show --npz``, a resumed run's animation, ``stnkit report`` and the README
 figure script."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pytest
 from PIL import Image, ImageSequence
 
 from _synthetic_digits import write_synthetic_mnist
-from stn.cli import main
-from stn.viz import HEAD_COLORS
+from stnkit.cli import main
+from stnkit.viz import HEAD_COLORS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,7 +51,7 @@ def test_training_leaves_the_animation(tiny_run):
 def test_readme_show_example(tiny_run, monkeypatch):
     root, run = tiny_run
     monkeypatch.chdir(root)
-    # README: stn show runs/st-fcn-r --out runs/st-fcn-r/panel.png
+    # README: stnkit show runs/st-fcn-r --out runs/st-fcn-r/panel.png
     assert main(["show", "runs/st-fcn-r", "--out", "runs/st-fcn-r/panel.png"]) == 0
     panel = np.asarray(Image.open(run / "panel.png").convert("RGB"))
     # 16 images: 4 groups of (input, output) 1-inch cells at 100 dpi per row, 4 rows.

@@ -1,11 +1,11 @@
 """The drawn sampling region lands on the pixels the transformer actually samples.
 
-Each test builds a ``stn.SpatialTransformer`` whose regression layer outputs a known theta (zero
+Each test builds a ``stnkit.SpatialTransformer`` whose regression layer outputs a known theta (zero
 weights, bias = theta), places a single bright dot in a black input at a drawn position, and checks
 that the dot appears at the matching output pixel. Where theta is built from chosen integer pixels
 (an independent homography solve, or TPS control points), the drawn positions are also compared
 with those pixels directly. Pixel <-> normalised conversions are written out here, independently
-of ``stn.coords``.
+of ``stnkit.coords``.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-import stn
-from stn.viz import apply_transformers, frame_outline, sampling_region
+import stnkit
+from stnkit.viz import apply_transformers, frame_outline, sampling_region
 
 
 def to_norm(pixels: np.ndarray, size: tuple[int, int], align_corners: bool) -> np.ndarray:
-    """Pixel ``(x, y)`` -> normalised, from the convention in ``stn.coords``' docstring."""
+    """Pixel ``(x, y)`` -> normalised, from the convention in ``stnkit.coords``' docstring."""
     extent = np.array([size[1], size[0]], dtype=np.float64)  # (W, H)
     if align_corners:
         return pixels / (extent - 1) * 2 - 1
@@ -36,9 +36,9 @@ def homography(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.append(h, 1.0).reshape(3, 3)
 
 
-def fixed_st(family: str, theta: torch.Tensor, in_shape: tuple[int, ...], **kwargs) -> stn.SpatialTransformer:
+def fixed_st(family: str, theta: torch.Tensor, in_shape: tuple[int, ...], **kwargs) -> stnkit.SpatialTransformer:
     """A transformer that outputs ``theta`` (per head) whatever its input."""
-    st = stn.SpatialTransformer(stn.fc_localisation(in_shape, hidden=(4,)), family, **kwargs)
+    st = stnkit.SpatialTransformer(stnkit.fc_localisation(in_shape, hidden=(4,)), family, **kwargs)
     with torch.no_grad():
         st.regression.weight.zero_()
         st.regression.bias.copy_(theta.reshape(-1))
@@ -89,7 +89,7 @@ def test_edge_outline_insets_to_the_corner_pixels_read(family, align_corners):
     # For any theta: the outer-edge outline, moved half an output pixel inwards along its sides,
     # gives the points the corner pixels read (exact for affine maps, close for mild homographies).
     in_size, out_size = (48, 52), (24, 20)
-    t = stn.transforms.get(family)
+    t = stnkit.transforms.get(family)
     g = torch.Generator().manual_seed(3)
     theta = t.identity(dtype=torch.float64) + 0.15 * (torch.rand(t.num_params, generator=g, dtype=torch.float64) - 0.5)
     if family in ("affine", "attention", "similarity"):
@@ -112,11 +112,11 @@ def test_edge_outline_insets_to_the_corner_pixels_read(family, align_corners):
 
 @pytest.mark.parametrize("align_corners", [False, True])
 def test_identity_edges_are_the_image_border(align_corners):
-    r = sampling_region("affine", stn.transforms.get("affine").identity().unsqueeze(0), (10, 14),
+    r = sampling_region("affine", stnkit.transforms.get("affine").identity().unsqueeze(0), (10, 14),
                         align_corners=align_corners)
     expected = [[-0.5, -0.5], [13.5, -0.5], [13.5, 9.5], [-0.5, 9.5]]
     np.testing.assert_allclose(r.corners[0].numpy(), expected, atol=1e-5)
-    r = sampling_region("affine", stn.transforms.get("affine").identity().unsqueeze(0), (10, 14),
+    r = sampling_region("affine", stnkit.transforms.get("affine").identity().unsqueeze(0), (10, 14),
                         align_corners=align_corners, outline="centres")
     np.testing.assert_allclose(r.corners[0].numpy(), [[0, 0], [13, 0], [13, 9], [0, 9]], atol=1e-5)
 
@@ -188,7 +188,7 @@ def test_bad_arguments_name_the_argument():
         sampling_region("affine", [[1, 0, 0, 0, 1, 0]], (8, 8))
 
 
-@pytest.mark.parametrize("name", ["stn.viz", "stn.viz.geometry", "stn.viz.paper_results"])
+@pytest.mark.parametrize("name", ["stnkit.viz", "stnkit.viz.geometry", "stnkit.viz.paper_results"])
 def test_docstring_examples(name):
     import doctest
     import importlib

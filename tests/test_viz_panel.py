@@ -11,14 +11,14 @@ import pytest
 import torch
 from PIL import Image
 
-import stn
-from stn.models import create_model
-from stn.viz import (HEAD_COLORS, SamplingRegion, figure_to_array, plot_panel, plot_transformer, save_figure,
+import stnkit
+from stnkit.models import create_model
+from stnkit.viz import (HEAD_COLORS, SamplingRegion, figure_to_array, plot_panel, plot_transformer, save_figure,
                      to_rgb)
 
 
-def fixed_st(family: str, theta: torch.Tensor, in_shape, **kwargs) -> stn.SpatialTransformer:
-    st = stn.SpatialTransformer(stn.fc_localisation(in_shape, hidden=(4,)), family, **kwargs)
+def fixed_st(family: str, theta: torch.Tensor, in_shape, **kwargs) -> stnkit.SpatialTransformer:
+    st = stnkit.SpatialTransformer(stnkit.fc_localisation(in_shape, hidden=(4,)), family, **kwargs)
     with torch.no_grad():
         st.regression.weight.zero_()
         st.regression.bias.copy_(theta.reshape(-1))
@@ -38,7 +38,7 @@ def red_pixels(image: np.ndarray, color: str = HEAD_COLORS[0]) -> np.ndarray:
 
 
 def test_import_is_light():
-    code = "import sys, stn.viz; bad = [m for m in sys.modules if m.startswith(('matplotlib', 'PIL'))]; print(bad)"
+    code = "import sys, stnkit.viz; bad = [m for m in sys.modules if m.startswith(('matplotlib', 'PIL'))]; print(bad)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -125,7 +125,7 @@ def test_two_transformer_model_has_one_colour_per_head(tmp_path):
 
 def test_tps_draws_control_points_and_grid():
     g = torch.Generator().manual_seed(1)
-    theta = stn.transforms.get("tps").identity() * 0.8 + 0.05 * torch.randn(32, generator=g)
+    theta = stnkit.transforms.get("tps").identity() * 0.8 + 0.05 * torch.randn(32, generator=g)
     st = fixed_st("tps", theta, (1, 28, 28))
     fig = plot_transformer(st, digit_like(1), dpi=60)
     lines = fig.axes[0].get_lines()

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stn.viz import paper_error, write_report
-from stn.viz.report import load_result
+from stnkit.viz import paper_error, write_report
+from stnkit.viz.report import load_result
 
-# Copied from docs/paper.md (Table 1), independently of stn.viz.paper_results.
+# Copied from docs/paper.md (Table 1), independently of stnkit.viz.paper_results.
 TABLE1_MD = """
 | FCN | 2.1 | 5.2 | 3.1 | 3.2 |
 | CNN | 1.2 | 0.8 | 1.5 | 1.4 |

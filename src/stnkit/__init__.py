@@ -1,0 +1,34 @@
+"""stnkit: Spatial Transformer Networks (Jaderberg et al., NIPS 2015) in PyTorch.
+
+The pipeline is ``theta -> grid -> sample``:
+
+* :mod:`stnkit.transforms`: transform families (registry), each ``theta -> grid``;
+* :func:`stnkit.sample`: the sampler (``grid -> output``);
+* :func:`stnkit.warp`: both in one call;
+* :class:`stnkit.SpatialTransformer`: localisation net + family + sampler as an ``nn.Module``.
+
+The coordinate convention is defined once, in :mod:`stnkit.coords`.
+"""
+
+from __future__ import annotations
+
+from . import coords, fastpath, transforms
+from .functional import warp
+from .localisation import LocalisationNet, conv_localisation, fc_localisation
+from .module import SpatialTransformer
+from .sampling import sample
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SpatialTransformer",
+    "LocalisationNet",
+    "conv_localisation",
+    "coords",
+    "fastpath",
+    "fc_localisation",
+    "sample",
+    "transforms",
+    "warp",
+    "__version__",
+]

@@ -1,0 +1,7 @@
+"""``python -m stnkit``: the same as the ``stnkit`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

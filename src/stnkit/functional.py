@@ -1,0 +1,81 @@
+"""The whole spatial transform as one pure function: theta -> grid -> sample."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from ._fast_warp import warp_grid
+from ._validate import check_finite as _check_finite
+from ._validate import check_tensor
+from .sampling import LOW_PRECISION, Fill, check_sampling_options, sample
+from .transforms import Transform, get
+
+# Families built by name, kept so that their theta-independent work (the TPS system and output
+# basis, base grids) is done once, not on every call.
+_FAMILIES: dict[str, Transform] = {}
+
+
+def _family(transform: str | Transform) -> Transform:
+    if isinstance(transform, str) and transform in _FAMILIES:
+        return _FAMILIES[transform]
+    family = get(transform)
+    if isinstance(transform, str):
+        _FAMILIES[transform] = family
+    return family
+
+
+def warp(
+    input: Tensor,
+    theta: Tensor,
+    transform: str | Transform = "affine",
+    size: Sequence[int] | None = None,
+    *,
+    mode: str = "bilinear",
+    padding: str = "zeros",
+    fill: Fill = None,
+    align_corners: bool = False,
+    check_finite: bool = True,
+) -> Tensor:
+    """Warps ``input`` by ``theta``: output pixel ``p`` reads ``input`` at ``T_theta(p)``.
+
+    float16/bfloat16 inputs are warped in float32 (grid coordinates in 8 bits of mantissa are
+    off by a good part of a pixel) and the result is cast back to the input's dtype.
+
+    Args:
+        input: ``(N, C, H, W)`` (``(N, C, D, H, W)`` for 3-D families), floating point.
+        theta: ``(N, num_params)`` of the family.
+        transform: A family name from :func:`stnkit.transforms.list_transforms` or an instance.
+        size: Output ``(H', W')`` (or ``(D', H', W')``); default: the input's size.
+        mode, padding, fill, align_corners: See :func:`stnkit.sample`.
+        check_finite: Raise ``ValueError`` on NaN/inf in ``theta`` (skipped under ``torch.compile``).
+
+    Returns:
+        ``(N, C, H', W')`` (or ``(N, C, D', H', W')``) in ``input``'s dtype.
+
+    Example:
+        >>> import torch, stnkit
+        >>> x = torch.zeros(1, 1, 5, 5); x[0, 0, 2, 3] = 1   # a dot right of centre
+        >>> theta = torch.tensor([[0.4, 0.0]])               # read 0.4 to the right
+        >>> y = stnkit.warp(x, theta, "translation")
+        >>> divmod(int(y.argmax()), 5)                       # the dot moved one pixel left
+        (2, 2)
+    """
+    family = _family(transform)
+    rank = family.ndim + 2
+    check_tensor("input", input, ndim=rank,
+                 shape="(N, C, H, W)" if rank == 4 else "(N, C, D, H, W)", floating=True)
+    family._check_theta(theta)
+    if theta.shape[0] != input.shape[0]:
+        raise ValueError(f"theta: batch size {theta.shape[0]} does not match input's {input.shape[0]} "
+                         f"(input shape {tuple(input.shape)}, theta shape {tuple(theta.shape)})")
+    check_sampling_options(mode, padding, fill)
+    if check_finite:
+        _check_finite("theta", theta)
+    size = tuple(input.shape[2:]) if size is None else size
+    work = torch.float32 if input.dtype in LOW_PRECISION else input.dtype
+    grid = warp_grid(family, theta.to(work), size, align_corners)  # fast path: see stnkit._fast_warp
+    out = sample(input.to(work), grid, mode=mode, padding=padding, fill=fill, align_corners=align_corners)
+    return out.to(input.dtype)
