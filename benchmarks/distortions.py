@@ -1,8 +1,8 @@
 """Throughput of the distorted-digit pipeline: images per second for each distortion.
 
-Measures :meth:`stnkit.data.DistortedDigits.batches` over one training epoch (fresh draws, shuffled
+Measures :meth:`stnkit.experiments.data.DistortedDigits.batches` over one training epoch (fresh draws, shuffled
 order, other digits gathered for ``tc`` / ``addition``, batches of 256), on the MNIST training
-digits that :func:`stnkit.data.load_digits` finds (the embedded sample when offline). The issue's
+digits that :func:`stnkit.experiments.data.load_digits` finds (the embedded sample when offline). The issue's
 bar: at least 20,000 RTS images per second on a 2-core CPU.
 
 Run: ``python -c "from benchmarks.distortions import run; print(run())"`` or
@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from stnkit.data import DistortedDigits, list_distortions, load_digits
+from stnkit.experiments.data import DistortedDigits, list_distortions, load_digits
 
 RTS_TARGET = 20_000  # images per second (issue 3)
 BATCH_SIZE = 256
@@ -57,7 +57,7 @@ def run(smoke: bool = False, threads: int | None = None) -> list[dict]:
 
 
 def _measure(n: int, repeats: int) -> list[dict]:
-    logger = logging.getLogger("stnkit.data")
+    logger = logging.getLogger("stnkit.experiments.data")
     level = logger.level
     logger.setLevel(logging.ERROR)  # the embedded-sample warning is expected here
     try:

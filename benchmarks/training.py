@@ -6,7 +6,7 @@
   slower", for its ST-CNN Multi on a GPU); the target here is at most 1.15.
 * The distortion generators' images per second, from ``benchmarks/distortions.py`` (data section).
 
-The models and data come from :func:`stnkit.models.create_model` and :class:`stnkit.data.DistortedDigits`;
+The models and data come from :func:`stnkit.experiments.models.create_model` and :class:`stnkit.experiments.data.DistortedDigits`;
 if either is missing, the section says so and is skipped.
 """
 
@@ -30,10 +30,10 @@ class Unavailable(RuntimeError):
 
 def _rts_batches(batch: int, count: int) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], str]:
     try:
-        from stnkit.data import DistortedDigits, load_digits
+        from stnkit.experiments.data import DistortedDigits, load_digits
     except ImportError as err:
-        raise Unavailable(f"stnkit.data is not importable yet ({err})") from err
-    logging.getLogger("stnkit.data").setLevel(logging.ERROR)  # the embedded-sample warning is expected
+        raise Unavailable(f"stnkit.experiments.data is not importable yet ({err})") from err
+    logging.getLogger("stnkit.experiments.data").setLevel(logging.ERROR)  # the embedded-sample warning is expected
     digits = load_digits("mnist", "train")
     data = DistortedDigits("rts", "train", digits=digits, limit=batch * count)
     batches = list(data.batches(0, batch))[:count]
@@ -43,9 +43,9 @@ def _rts_batches(batch: int, count: int) -> tuple[list[tuple[torch.Tensor, torch
 def training_step(smoke: bool = False, repeats: int = 20, warmup: int = 2) -> dict[str, Any]:
     """Times one training step of ``st-cnn`` and of ``cnn`` on the same RTS batches."""
     try:
-        from stnkit.models import count_parameters, create_model
+        from stnkit.experiments.models import count_parameters, create_model
     except ImportError as err:
-        raise Unavailable(f"stnkit.models is not importable yet ({err})") from err
+        raise Unavailable(f"stnkit.experiments.models is not importable yet ({err})") from err
     batch = 8 if smoke else BATCH
     batches, source = _rts_batches(batch, 2 if smoke else 4)
     in_shape = tuple(batches[0][0].shape[1:])

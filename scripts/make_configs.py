@@ -2,7 +2,7 @@
 
 Every config holds the paper's training setup (SGD, lr 0.01 divided by 10 every 50k iterations,
 batch 256, ~150k iterations = 639 epochs of 60k images at 235 iterations each); settings that are
-not written keep the defaults of ``stnkit.train.TrainConfig``. Run from the repository root:
+not written keep the defaults of ``stnkit.experiments.train.TrainConfig``. Run from the repository root:
 
     python scripts/make_configs.py
 """

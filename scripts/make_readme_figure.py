@@ -25,10 +25,10 @@ log = logging.getLogger("make_readme_figure")
 def make_png(run: Path, out: Path, *, n: int, ncols: int, seed: int, data_dir: str | None, colors: int) -> Path:
     from PIL import Image
 
-    from stnkit.train import load_run
-    from stnkit.viz import figure_to_array, plot_transformer
-    from stnkit.viz._files import atomic_write
-    from stnkit.viz.show import run_title, sample_test_images
+    from stnkit.experiments.train import load_run
+    from stnkit.experiments.viz import figure_to_array, plot_transformer
+    from stnkit.experiments.viz._files import atomic_write
+    from stnkit.experiments.viz.show import run_title, sample_test_images
 
     model, config = load_run(run)
     if data_dir is not None:
@@ -43,9 +43,9 @@ def make_png(run: Path, out: Path, *, n: int, ncols: int, seed: int, data_dir: s
 
 
 def make_gif(run: Path, out: Path, *, frames: int) -> Path:
-    from stnkit.viz._files import atomic_write
-    from stnkit.viz._gif import assemble, parse_frame
-    from stnkit.viz.animation import frame_durations, frame_files
+    from stnkit.experiments.viz._files import atomic_write
+    from stnkit.experiments.viz._gif import assemble, parse_frame
+    from stnkit.experiments.viz.animation import frame_durations, frame_files
 
     saved = list(frame_files(run).values())
     if not saved:

@@ -1,0 +1,314 @@
+"""The ``stnkit`` command: parses arguments, builds a config and calls the library.
+
+Subcommands: ``train``, ``eval``, ``list``, ``show``, ``report`` and ``quickstart`` (the README's
+main job). User errors (bad names or numbers, missing data or files) end with one line
+``stnkit <command>: error: ...`` and exit status 2; set ``STNKIT_DEBUG=1`` for the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+import typing
+from pathlib import Path
+from typing import Any, Sequence
+
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError, PermissionError)
+
+# The README's main job: CNN and ST-CNN on RTS from the embedded 4,000 / 1,000 real digits.
+QUICKSTART = {"dataset": "rts", "limit": 4000, "test_limit": 1000, "epochs": 12, "batch_size": 64,
+              "optimizer": "adam", "lr": 2e-3, "schedule": "cosine", "loc_lr_mult": 1.0, "seed": 0}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> typing.NoReturn:  # one line, no usage block
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class UserError(Exception):
+    """A mistake of the user's, reported as one line."""
+
+
+# -- option generation from TrainConfig ----------------------------------------------------------
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"grid_size\": 4}}', got {text!r} ({err})")
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"grid_size\": 4}}', got {text!r}")
+    return value
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    """One ``--option`` per :class:`TrainConfig` setting, typed from its annotation; only the
+    options given end up in the namespace (``argparse.SUPPRESS``), as overrides."""
+    import dataclasses
+
+    from .train.config import TrainConfig, field_types
+
+    group = parser.add_argument_group("settings (override the defaults and --config)")
+    hints = field_types()
+    for f in dataclasses.fields(TrainConfig):
+        args = [a for a in typing.get_args(hints[f.name]) if a is not type(None)]
+        base = args[0] if args else hints[f.name]
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else "{}"
+        kw: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS,
+                              "help": f"{f.metadata.get('help', '')} (default: {default})"}
+        if base is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+        elif base is dict:
+            group.add_argument(flag, type=_json_object, metavar="JSON", **kw)
+        else:
+            group.add_argument(flag, type=base, metavar=base.__name__.upper(), **kw)
+
+
+def _config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = None):
+    from .train.config import TrainConfig, field_types, read_config_file
+
+    values: dict[str, Any] = dict(base or {})
+    if args.config:
+        values.update(read_config_file(args.config))
+    values.update({k: getattr(args, k) for k in field_types() if hasattr(args, k)})
+    return TrainConfig.from_dict(values).validate()
+
+
+# -- commands --------------------------------------------------------------------------------------
+def _viz_callbacks(trainer: Any) -> list:
+    """The training animation (16 fixed test images) for models with spatial transformers."""
+    if not trainer.model.spatial_transformers:
+        return []
+    try:
+        from .viz import TrainingAnimation
+    except ImportError:
+        return []
+    images, _ = next(iter(trainer.test_set.batches(0, 16)))
+    return [TrainingAnimation(images)]
+
+
+def _train_one(config: Any, out: Path, *, resume: bool, progress: bool, animate: bool, overwrite: bool) -> dict:
+    from .train import Trainer
+
+    try:
+        trainer = Trainer(config, out, resume=resume, progress=progress, overwrite=overwrite)
+    except USER_ERRORS as err:
+        raise UserError(str(err)) from err
+    if animate and trainer.env.is_main:
+        trainer.callbacks += _viz_callbacks(trainer)
+    return trainer.fit()
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import TrainConfig
+    from .train.checkpoint import CONFIG
+
+    base = None
+    if args.resume:
+        if args.out is None:
+            raise UserError("--resume: expected --out RUN_DIR, the run to continue")
+        saved = Path(args.out) / CONFIG
+        if not saved.is_file():
+            raise UserError(f"--resume: no {CONFIG} in {args.out!r}; is it a run directory of `stnkit train`?")
+        try:
+            base = TrainConfig.from_dict(json.loads(saved.read_text()), where=str(saved)).to_dict()
+        except ValueError as err:
+            raise UserError(f"--resume: cannot read {saved}: {err}") from err
+    try:
+        config = _config_from_args(args, base)
+    except USER_ERRORS as err:
+        raise UserError(str(err)) from err
+    out = Path(args.out or f"runs/{config.model}-{config.transform}-{config.dataset}")
+    summary = _train_one(config, out, resume=args.resume, progress=not args.no_progress, animate=not args.no_animation,
+                         overwrite=args.overwrite)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"{summary['label']} on {config.dataset}: test error {summary['test_error']:.2f}% "
+              f"after {summary['epochs']} epochs ({summary['train_time_s']:.0f} s); run saved in {out}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .train import evaluate_run
+
+    result = evaluate_run(args.run, npz=args.npz, data_dir=args.data_dir, batch_size=args.batch_size)
+    if args.json:
+        print(json.dumps({k: result[k] for k in ("error", "accuracy", "n")}))
+    else:
+        print(f"{args.run}: test error {result['error']:.2f}% (accuracy {result['accuracy']:.2f}%) "
+              f"on {result['n']} images of {result['on']}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from .. import transforms
+    from . import data
+    from .models import count_parameters, create_model, describe_model, list_models
+
+    setups = [("R/P/E 1x28x28", (1, 28, 28), False, 10), ("RTS 1x42x42", (1, 42, 42), True, 10),
+              ("TC 1x60x60", (1, 60, 60), True, 10), ("addition 2x42x42", (2, 42, 42), True, 19)]
+    print("models (parameters with an affine ST; RTS/TC/addition with the 2x pool):")
+    print(f"  {'name':<10}" + "".join(f"{s[0]:>18}" for s in setups) + "  description")
+    paper_order = ["fcn", "cnn", "st-fcn", "st-cnn", "2xst-fcn", "2xst-cnn"]
+    for name in sorted(list_models(), key=lambda n: (paper_order.index(n) if n in paper_order else 99, n)):
+        counts = [count_parameters(create_model(name, in_shape=shape, num_classes=k, downsample=ds))
+                  for _, shape, ds, k in setups]
+        print(f"  {name:<10}" + "".join(f"{c:>18,}" for c in counts) + f"  {describe_model(name).split(' Option')[0]}")
+    print("\ntransform families (--transform):")
+    for name in transforms.list_transforms():
+        t = transforms.get(name)
+        print(f"  {name:<12} {t.num_params:>3} parameters, {t.ndim}-D")
+    print("\ndigit data sets (--digits):")
+    print("  " + ", ".join(data.list_sources()))
+    print("\ndistortions / experiments (--dataset):")
+    for name in data.list_distortions():
+        d = data.get_distortion(name)
+        print(f"  {name:<10} {d.channels}x{d.size[0]}x{d.size[1]}, {d.num_classes} classes")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from .viz import show_run
+
+    run = Path(args.run)
+    default = (run if run.is_dir() else run.parent) / "panel.png"
+    path = show_run(run, args.out or default, npz=args.npz, n=args.n, seed=args.seed)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .viz import write_report
+
+    path = write_report(args.runs, args.out)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    from .train import TrainConfig
+
+    out = Path(args.out)
+    start = time.perf_counter()
+    errors: dict[str, float] = {}
+    for model in ("cnn", "st-cnn"):
+        overrides = {"model": model, "transform": "affine", **QUICKSTART, "threads": args.threads}
+        if args.epochs is not None:
+            overrides["epochs"] = args.epochs
+        if args.data_dir is not None:
+            overrides["data_dir"] = args.data_dir
+        config = TrainConfig.from_dict(overrides).validate()
+        print(f"training {model} on RTS ({config.epochs} epochs) into {out / model} ...", flush=True)
+        summary = _train_one(config, out / model, resume=False, progress=not args.no_progress, animate=True,
+                             overwrite=True)
+        errors[model] = summary["test_error"]
+    try:
+        from .viz import show_run
+
+        panel = show_run(out / "st-cnn", out / "st-cnn" / "panel.png")
+        print(f"ST-CNN panel: {panel}")
+    except ImportError:
+        pass
+    minutes = (time.perf_counter() - start) / 60
+    print(f"\nRTS test error ({summary['test_images']} test digits, {summary['train_images']} training digits, "
+          f"{minutes:.1f} min):")
+    print(f"  CNN            {errors['cnn']:5.2f}%")
+    print(f"  ST-CNN affine  {errors['st-cnn']:5.2f}%   (paper, full MNIST and budget: CNN 0.8%, ST-CNN 0.5%)")
+    print(f"runs, animation and panel in {out}/")
+    return 0
+
+
+# -- parser ----------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="stnkit", description="Spatial Transformer Networks: train, evaluate, inspect.")
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"stnkit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("train", help="train a model (one run directory)", description=(
+        "Train a model. Settings: defaults < --config FILE < options. Under `torchrun --nproc_per_node N` "
+        "the same command trains with DistributedDataParallel."))
+    p.add_argument("--config", help="JSON or TOML config file (e.g. configs/table1_st-cnn_affine_rts.json)")
+    p.add_argument("--out", help="run directory (default: runs/MODEL-TRANSFORM-DATASET)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="start afresh even if --out holds a run")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-animation", action="store_true", help="no training animation (ST models)")
+    _add_config_options(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="error %% of a run on its test set or on an .npz")
+    p.add_argument("run", help="run directory or checkpoint file")
+    p.add_argument("--npz", help="evaluate on this file: images (N, H, W) or (N, C, H, W) uint8, labels (N,)")
+    p.add_argument("--json", action="store_true", help='print {"error": ..., "accuracy": ..., "n": ...}')
+    p.add_argument("--data-dir", help="where the digits are, if not where the run found them")
+    p.add_argument("--batch-size", type=int, default=1000, help="evaluation batch size (default: 1000)")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("list", help="models, transform families, data sets, distortions")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("show", help="panel of what a run's spatial transformers do")
+    p.add_argument("run", help="run directory or checkpoint file")
+    p.add_argument("--out", help="image file (default: RUN/panel.png)")
+    p.add_argument("--npz", help="show these images instead of the test set")
+    p.add_argument("--n", type=int, default=16, help="number of images (default: 16)")
+    p.add_argument("--seed", type=int, default=0, help="which test images (default: 0)")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("report", help="learning curves and results of several runs")
+    p.add_argument("runs", nargs="+", help="run directories")
+    p.add_argument("--out", default="report.md", help="report file (default: report.md)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("quickstart", help="CNN vs ST-CNN on RTS in a few minutes (embedded digits)")
+    p.add_argument("--out", default="runs/quickstart", help="where the two runs go (default: runs/quickstart)")
+    p.add_argument("--epochs", type=int, help=f"epochs per model (default: {QUICKSTART['epochs']})")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--data-dir", help="digits folder (default: embedded 4,000 / 1,000 MNIST sample)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_quickstart)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the ``stnkit`` command with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+
+    Raises:
+        SystemExit: with a one-line message for user errors (status 2), a diverged run (1) or
+            Ctrl-C (130).
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    prog = f"stnkit {args.command}"
+    rank = int(os.environ.get("RANK", "0"))
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, format="%(message)s",
+                        stream=sys.stderr)
+    from .train import TrainingDiverged
+
+    expected: tuple[type[BaseException], ...] = (UserError, TrainingDiverged, KeyboardInterrupt)
+    if args.command != "train":  # train wraps its user errors itself; others in training are bugs
+        expected += USER_ERRORS
+    try:
+        return args.func(args)
+    except BrokenPipeError:  # `stnkit list | head`
+        sys.stderr.close()
+        return 0
+    except expected as err:
+        if os.environ.get("STNKIT_DEBUG") or os.environ.get("STN_DEBUG"):
+            raise
+        if isinstance(err, KeyboardInterrupt):
+            resume = f"; continue with: stnkit train --resume --out {args.out}" if args.command == "train" else ""
+            message, status = f"{prog}: interrupted{resume}", 130
+        else:
+            message, status = f"{prog}: error: {err}", 1 if isinstance(err, TrainingDiverged) else 2
+        print(" ".join(message.split()), file=sys.stderr)
+        raise SystemExit(status) from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

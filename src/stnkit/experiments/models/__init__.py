@@ -1,0 +1,122 @@
+"""Model registry: the paper's FCN, CNN, ST-FCN, ST-CNN and 2xST models.
+
+Example:
+    >>> import torch
+    >>> from stnkit.experiments.models import create_model, list_models
+    >>> list_models()
+    ['2xst-cnn', '2xst-fcn', 'cnn', 'fcn', 'st-cnn', 'st-fcn']
+    >>> model = create_model("st-cnn", in_shape=(1, 42, 42), num_classes=10, downsample=True)
+    >>> model(torch.rand(2, 1, 42, 42)).shape
+    torch.Size([2, 10])
+    >>> len(model.spatial_transformers)
+    1
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from ..._registry import Registry
+from ..._validate import check_positive_int
+from ...transforms import list_transforms
+from .network import TransformerClassifier, conv_classifier, fc_classifier
+from .zoo import MODELS
+
+_REGISTRY: Registry[Callable[..., TransformerClassifier]] = Registry("model")
+
+
+def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator registering a model factory ``f(in_shape, num_classes, transform, downsample,
+    transform_options, **options) -> nn.Module`` under ``name``."""
+    return _REGISTRY.register(name)
+
+
+for _name, _factory in MODELS.items():
+    register_model(_name)(_factory)
+
+
+def list_models() -> list[str]:
+    """Names of every registered model, sorted."""
+    return _REGISTRY.names()
+
+
+def describe_model(name: str) -> str:
+    """One-line description of model ``name`` (the first line of its factory's docstring)."""
+    doc = inspect.getdoc(_REGISTRY.get(name)) or ""
+    return doc.splitlines()[0] if doc else ""
+
+
+def create_model(
+    name: str,
+    *,
+    in_shape: Sequence[int],
+    num_classes: int,
+    transform: str = "affine",
+    downsample: bool = False,
+    transform_options: dict[str, Any] | None = None,
+    **options: Any,
+) -> TransformerClassifier:
+    """Builds model ``name`` with freshly initialised weights (torch's default init, identity STs).
+
+    Args:
+        name: One of :func:`list_models`.
+        in_shape: ``(C, H, W)`` of one input image.
+        num_classes: Number of classes (10 for digits, 19 for MNIST addition).
+        transform: Transform family of the spatial transformers (see
+            :func:`stnkit.transforms.list_transforms`); ignored by ``fcn`` and ``cnn``.
+        downsample: 2x average pool after the transformers (paper: RTS and TC).
+        transform_options: Options for the family, e.g. ``{"grid_size": 4}`` for ``tps``.
+        **options: Model options: ``hidden`` (FCN models: units of the two hidden layers,
+            default ``(128, 128)``), ``channels`` (CNN models: filters of the two conv layers,
+            default ``(32, 64)``).
+
+    Returns:
+        A :class:`TransformerClassifier` with ``in_shape`` and ``spatial_transformers``.
+
+    Shape:
+        - input: ``(N, *in_shape)`` float in [0, 1].
+        - output: logits ``(N, num_classes)``.
+    """
+    factory = _REGISTRY.get(name)
+    if not isinstance(in_shape, (tuple, list, torch.Size)) or len(in_shape) != 3:
+        raise ValueError(f"in_shape: expected (C, H, W), got {in_shape!r}")
+    in_shape = tuple(check_positive_int("in_shape", s) for s in in_shape)
+    check_positive_int("num_classes", num_classes, minimum=2)
+    if transform not in list_transforms():
+        raise ValueError(f"transform: expected one of {', '.join(list_transforms())}; got {transform!r}")
+    accepted = [p for p in inspect.signature(factory).parameters
+                if p not in ("in_shape", "num_classes", "transform", "downsample", "transform_options", "options")]
+    if name.startswith(("st-", "2xst-")):
+        accepted = ["hidden"] if name.endswith("fcn") else ["channels"]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(f"options: model {name!r} accepts {', '.join(accepted) or 'no options'}; got {', '.join(unknown)}")
+    return factory(in_shape, num_classes, transform=transform, downsample=bool(downsample),
+                   transform_options=transform_options, **options)
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
+    """Number of (trainable) parameters of ``model``."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def localisation_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Parameters of the model's spatial transformers (localisation nets and regression layers)."""
+    return [p for st in getattr(model, "spatial_transformers", []) for p in st.parameters()]
+
+
+__all__ = [
+    "TransformerClassifier",
+    "conv_classifier",
+    "count_parameters",
+    "create_model",
+    "describe_model",
+    "fc_classifier",
+    "list_models",
+    "localisation_parameters",
+    "register_model",
+]

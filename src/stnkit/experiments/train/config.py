@@ -1,0 +1,185 @@
+"""``TrainConfig``: every setting of a training run, with its default, in one dataclass.
+
+A config is built from defaults, then a JSON/TOML file (``configs/*.json``), then overrides (the
+command line); :meth:`TrainConfig.validate` checks the result, and the resolved config is saved as
+``config.json`` in the run directory. Help texts live in the field metadata (the CLI reads them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("step", "cosine", "constant")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    if isinstance(default, dict):
+        return field(default_factory=dict, metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class TrainConfig:
+    """A training run. Defaults follow the paper (SGD, lr 0.01, /10 steps, batch 256) except the
+    length: 10 epochs instead of 150k iterations (about 640 epochs of 60k images)."""
+
+    # what to train
+    model: str = _f("st-cnn", "model name (stnkit list)")
+    transform: str = _f("affine", "transform family of the spatial transformers")
+    dataset: str = _f("rts", "distortion / experiment: r, rts, p, e, t, tc, addition, none")
+    digits: str = _f("mnist", "source digits: mnist or fashion-mnist")
+    downsample: bool | None = _f(None, "2x average pool after the ST (default: on for inputs larger than 28x28)")
+    transform_options: dict = _f({}, "transform family options as JSON, e.g. '{\"grid_size\": 4}'")
+    model_options: dict = _f({}, "model options as JSON, e.g. '{\"channels\": [32, 64]}'")
+    # data
+    data_dir: str | None = _f(None, "directory with the IDX files (default: $STNKIT_DATA_DIR, cache, embedded sample)")
+    download: bool = _f(False, "download the digits into the cache if missing")
+    limit: int | None = _f(None, "use only the first N training images (quick runs)")
+    test_limit: int | None = _f(None, "use only the first N test images (default: --limit)")
+    # optimisation
+    epochs: int = _f(10, "number of epochs")
+    batch_size: int = _f(256, "global batch size (split over DDP ranks)")
+    optimizer: str = _f("sgd", "sgd (paper) or adam")
+    lr: float = _f(0.01, "base learning rate")
+    momentum: float = _f(0.0, "SGD momentum (the paper states none)")
+    weight_decay: float = _f(0.0, "weight decay")
+    schedule: str = _f("step", "learning-rate schedule: step (paper), cosine, constant")
+    lr_step: int | None = _f(None, "step schedule: iterations between drops (default: a third of the run)")
+    lr_gamma: float = _f(0.1, "step schedule: factor at each drop")
+    warmup_iterations: int = _f(0, "linear learning-rate warm-up, in iterations")
+    loc_lr_mult: float = _f(1.0, "learning-rate multiplier of the localisation nets")
+    grad_clip: float | None = _f(None, "clip the gradient norm to this value")
+    seed: int = _f(0, "seed of the weight init, the shuffling and the training distortions")
+    # machinery
+    device: str = _f("auto", "auto, cpu or cuda")
+    threads: int | None = _f(None, "torch CPU threads per process")
+    eval_batch_size: int = _f(1000, "batch size of the test-set evaluation")
+
+    # -- construction ---------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], *, where: str = "config") -> "TrainConfig":
+        """Builds a config from ``values`` (unknown keys are refused); types are checked."""
+        if not isinstance(values, dict):
+            raise TypeError(f"{where}: expected a mapping of settings, got {type(values).__name__}")
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise ValueError(f"{where}: unknown setting(s) {', '.join(unknown)}; valid: {', '.join(names)}")
+        return cls(**{k: _coerce(k, v, where) for k, v in values.items()})
+
+    def replace(self, **overrides: Any) -> "TrainConfig":
+        """A copy with ``overrides`` applied (checked like :meth:`from_dict`)."""
+        return TrainConfig.from_dict({**self.to_dict(), **overrides})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
+
+    # -- checks -----------------------------------------------------------------------------------
+    def validate(self) -> "TrainConfig":
+        """Checks names against the registries and numbers against their ranges.
+
+        Raises:
+            ValueError: naming the setting, what was expected and what was given.
+        """
+        from .. import data
+        from ..models import list_models
+        from ...transforms import list_transforms
+
+        _choice("model", self.model, list_models())
+        _choice("transform", self.transform, list_transforms())
+        _choice("dataset", self.dataset, data.list_distortions())
+        _choice("digits", self.digits, data.list_sources())
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("schedule", self.schedule, SCHEDULES)
+        _choice("device", self.device, DEVICES)
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            _at_least(name, getattr(self, name), 1)
+        for name in ("limit", "test_limit", "lr_step", "threads"):
+            if getattr(self, name) is not None:
+                _at_least(name, getattr(self, name), 1)
+        _at_least("warmup_iterations", self.warmup_iterations, 0)
+        _at_least("seed", self.seed, 0)
+        _positive("lr", self.lr)
+        _positive("loc_lr_mult", self.loc_lr_mult, allow_zero=True)
+        _positive("lr_gamma", self.lr_gamma)
+        _positive("momentum", self.momentum, allow_zero=True)
+        _positive("weight_decay", self.weight_decay, allow_zero=True)
+        if self.grad_clip is not None:
+            _positive("grad_clip", self.grad_clip)
+        if self.momentum >= 1:
+            raise ValueError(f"momentum: expected a number in [0, 1), got {self.momentum!r}")
+        return self
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Reads a ``.json`` or ``.toml`` config file (settings not in the file keep their defaults)."""
+    return TrainConfig.from_dict(read_config_file(path), where=f"config {path}")
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The settings written in a ``.json`` or ``.toml`` config file (checked, without defaults)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config: no such file {str(path)!r}")
+    text = path.read_text()
+    try:
+        if path.suffix == ".toml":
+            import tomllib
+
+            values = tomllib.loads(text)
+        else:
+            values = json.loads(text)
+    except ValueError as err:  # json.JSONDecodeError and tomllib.TOMLDecodeError
+        raise ValueError(f"config: {path} is not valid {path.suffix.lstrip('.').upper() or 'JSON'}: {err}") from None
+    TrainConfig.from_dict(values, where=f"config {path}")  # checks names and types
+    return values
+
+
+def field_types() -> dict[str, Any]:
+    """``{setting: type hint}`` of :class:`TrainConfig` (used by the CLI to build its options)."""
+    return typing.get_type_hints(TrainConfig)
+
+
+def _coerce(name: str, value: Any, where: str) -> Any:
+    hint = field_types()[name]
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    base = next((a for a in args if a is not type(None)), hint) if args else hint
+    if value is None:
+        if optional:
+            return None
+        raise ValueError(f"{where}: {name}: expected a {base.__name__}, got None")
+    if base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if base is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if not isinstance(value, base) or (base is int and isinstance(value, bool)):
+        raise ValueError(f"{where}: {name}: expected a {base.__name__}, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def _choice(name: str, value: str, options: list[str] | tuple[str, ...]) -> None:
+    if value not in options:
+        raise ValueError(f"{name}: expected one of {', '.join(options)}; got {value!r}")
+
+
+def _at_least(name: str, value: int, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name}: expected an int >= {minimum}, got {value!r}")
+
+
+def _positive(name: str, value: float, allow_zero: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        raise ValueError(f"{name}: expected a finite number {'>= 0' if allow_zero else '> 0'}, got {value!r}")

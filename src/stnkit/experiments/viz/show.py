@@ -1,0 +1,133 @@
+"""``stnkit show``: a trained run's transformer on real images, as one panel PNG."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+
+from ..._validate import check_positive_int
+from .panel import plot_panel, save_figure
+from .paper_results import DISTORTION_LABELS, row_label
+from .views import apply_transformers
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
+logger = logging.getLogger(__name__)
+
+
+def plot_transformer(model: nn.Module, images: Tensor, *, title: str | None = None, ncols: int | None = None,
+                     outline: str = "edges", cell: float = 1.0, dpi: int = 100) -> "Figure":
+    """The panel of ``images`` through every spatial transformer of ``model``.
+
+    Args:
+        model: A model with ``spatial_transformers`` (see :mod:`stnkit.experiments.models`) or a
+            :class:`stnkit.SpatialTransformer`.
+        images: ``(n, C, H, W)`` in [0, 1], the model's input shape.
+        title: Figure title.
+        ncols, cell, dpi: See :func:`stnkit.experiments.viz.plot_panel`.
+        outline: See :func:`stnkit.experiments.viz.sampling_region`.
+
+    Returns:
+        A matplotlib figure (Agg canvas).
+
+    Raises:
+        ValueError: when the model has no spatial transformer.
+    """
+    views = apply_transformers(model, images, outline=outline)
+    if not views:
+        raise ValueError(f"model: expected a model with a spatial transformer, got {type(model).__name__} "
+                         f"without one (fcn and cnn have nothing to show)")
+    return plot_panel(images, [v.output for v in views], [v.region for v in views],
+                      labels=[v.label for v in views], title=title, ncols=ncols, cell=cell, dpi=dpi)
+
+
+def run_title(config: Any) -> str:
+    """A run's name in the paper's words, e.g. ``"ST-CNN Aff on MNIST RTS"``."""
+    model = getattr(config, "model", "?")
+    digits = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}.get(getattr(config, "digits", "mnist"), "digits")
+    distortion = getattr(config, "dataset", "?")
+    return f"{row_label(model, getattr(config, 'transform', None))} on {digits} {DISTORTION_LABELS.get(distortion, distortion)}"
+
+
+def pick(count: int, n: int, seed: int) -> Tensor:
+    """``n`` distinct indices of ``range(count)`` (all if ``count <= n``), sorted, seeded."""
+    if count <= n:
+        return torch.arange(count)
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randperm(count, generator=generator)[:n].sort().values
+
+
+def sample_test_images(config: Any, n: int, seed: int = 0) -> Tensor:
+    """``n`` images of the run's fixed test set (the one ``stnkit eval`` uses), chosen with ``seed``.
+
+    Returns:
+        ``(n, C, H, W)`` float in [0, 1] (fewer when the test set is smaller).
+    """
+    from ..data import DistortedDigits
+
+    limit = getattr(config, "test_limit", None) or getattr(config, "limit", None)
+    dataset = DistortedDigits(config.dataset, "test", name=getattr(config, "digits", "mnist"),
+                              data_dir=getattr(config, "data_dir", None), seed=getattr(config, "seed", 0),
+                              limit=limit)
+    wanted = pick(len(dataset), n, seed)
+    if len(wanted) == 0:
+        raise ValueError(f"run: the test set of {config.dataset!r} is empty; nothing to show")
+    chosen: list[Tensor] = []
+    start = 0
+    for x, _ in dataset.batches(0, 1000):  # in order: the test split is not shuffled
+        local = wanted[(wanted >= start) & (wanted < start + x.shape[0])] - start
+        chosen.append(x[local])
+        start += x.shape[0]
+        if start > int(wanted[-1]):
+            break
+    return torch.cat(chosen)  # (n, C, H, W)
+
+
+def npz_images(path: str | Path, in_shape: tuple[int, ...], n: int, seed: int = 0) -> Tensor:
+    """``n`` images of a user's ``.npz`` file, fitted to the model's input ``(C, H, W)``."""
+    from ..data import fit_to_size, load_npz
+
+    images, _ = load_npz(path)
+    images = images[pick(images.shape[0], n, seed)]  # (n, C, h, w)
+    if images.shape[0] == 0:
+        raise ValueError(f"npz: expected at least one image in {str(path)!r}, got none")
+    return fit_to_size(images, in_shape[1:], in_shape[0])  # (n, C, H, W)
+
+
+def show_run(run: str | Path, out: str | Path, *, npz: str | Path | None = None, n: int = 16,
+             seed: int = 0) -> Path:
+    """Draws a trained run's transformer on ``n`` real images and writes the panel PNG.
+
+    Args:
+        run: A run directory or checkpoint (see :func:`stnkit.experiments.train.load_run`).
+        out: Destination PNG (e.g. ``RUN_DIR/panel.png``).
+        npz: Images of your own (see :func:`stnkit.experiments.data.load_npz`) instead of the run's test set;
+            fitted to the model's input size.
+        n: Number of images.
+        seed: Which images: a seeded random choice.
+
+    Returns:
+        ``out`` as a :class:`~pathlib.Path`.
+
+    Example:
+        >>> show_run("runs/st-cnn-rts", "runs/st-cnn-rts/panel.png")   # doctest: +SKIP
+    """
+    from ..train import load_run
+
+    check_positive_int("n", n)
+    model, config = load_run(run)
+    in_shape = tuple(getattr(model, "in_shape", ()))
+    if npz is not None:
+        images, source = npz_images(npz, in_shape, n, seed), Path(npz).name
+    else:
+        images, source = sample_test_images(config, n, seed), "test set"
+    title = f"{run_title(config)}, {source}"
+    fig = plot_transformer(model, images, title=title)
+    path = save_figure(fig, out)
+    logger.debug("wrote %s", path)
+    return path
