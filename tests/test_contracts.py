@@ -9,6 +9,8 @@ import torch
 import stnkit
 from stnkit.transforms import get
 
+from contract import Case, check_contract
+
 FAMILIES = stnkit.transforms.list_transforms()
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -173,3 +175,41 @@ def test_functional_warp_by_name_equals_instance(helpers):
     x = torch.rand(2, 1, 8, 8, generator=helpers.gen(12))
     theta = helpers.random_theta(get("tps"), 2, helpers.gen(13), dtype=torch.float32)
     torch.testing.assert_close(stnkit.warp(x, theta, "tps"), stnkit.warp(x, theta, get("tps")), atol=0, rtol=0)
+
+
+# -- the one contract checker over the family registry (tests/contract.py) -------------------------
+def _family_cases(name):
+    family = get(name)
+    size = (4, 5, 6) if family.ndim == 3 else (7, 9)
+
+    def theta_and_image(g):
+        theta = helpers_random_theta(family, 3, g)
+        return theta, torch.rand(3, 2, *size, generator=g, dtype=torch.float64)
+
+    return [
+        Case(f"{name}.grid", family, lambda f, theta, x: f.grid(theta, size), theta_and_image),
+        Case(f"{name}.warp_points", family,
+             lambda f, theta, points: f.warp_points(theta, points),
+             lambda g: (helpers_random_theta(family, 3, g), torch.rand(3, 5, family.ndim, generator=g, dtype=torch.float64) * 2 - 1)),
+        Case(f"stnkit.warp({name})", family,
+             lambda f, theta, x: stnkit.warp(x, theta, f, fill=0.25), theta_and_image),
+    ]
+
+
+def helpers_random_theta(family, n, g):
+    identity = family.identity(dtype=torch.float64)
+    return identity + (torch.rand(n, family.num_params, generator=g, dtype=torch.float64) - 0.5) * 0.4
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_family_contract(name):
+    for case in _family_cases(name):
+        check_contract(case)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_spatial_transformer_contract(name, helpers):
+    shape = _shape(name, 3, 2)
+    st = helpers.make_st(name, shape[1:], heads=2, fill=0.25).double().eval()
+    check_contract(Case(f"SpatialTransformer({name})", st, lambda m, x: m(x, return_theta=True),
+                        lambda g: (torch.rand(shape, generator=g, dtype=torch.float64),)))

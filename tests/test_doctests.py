@@ -23,6 +23,7 @@ CORE_MODULES = [
     "stnkit.module",
     "stnkit.localisation",
     "stnkit._io",
+    "stnkit.errors",
 ]
 # Modules whose docstrings must hold at least one example.
 WITH_EXAMPLES = {"stnkit.coords", "stnkit._registry", "stnkit.transforms", "stnkit.sampling", "stnkit.reference",

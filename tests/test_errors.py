@@ -4,12 +4,15 @@ expected and what was given."""
 from __future__ import annotations
 
 import math
+import pickle
 
 import pytest
 import torch
 from torch import nn
 
 import stnkit
+from stnkit import errors
+from stnkit.errors import NonFiniteThetaError
 from stnkit.reference import reference_sample
 from stnkit.transforms import get
 
@@ -220,8 +223,9 @@ def test_unknown_family_options():
 def test_non_finite_theta_is_a_clear_error(name, bad):
     theta = _theta(name).clone()
     theta[1, 0] = bad
-    with pytest.raises(ValueError, match=rf"theta: expected finite values, got {bad} at index \(1, 0\)"):
+    with pytest.raises(NonFiniteThetaError, match=rf"theta: expected finite values, got {bad} at index \(1, 0\)") as info:
         stnkit.warp(_x(name), theta, name)
+    assert info.value.samples == (1,) and info.value.name == "theta" and isinstance(info.value, ValueError)
 
 
 def test_non_finite_theta_from_the_localisation_net():
@@ -230,8 +234,24 @@ def test_non_finite_theta_from_the_localisation_net():
     x[1, 0, 2, 2] = math.nan  # NaN input -> NaN features -> NaN theta
     with torch.no_grad():
         st.regression.weight.fill_(0.01)
-    with pytest.raises(ValueError, match=r"theta: expected finite values, got nan .*localisation net has diverged"):
+    with pytest.raises(NonFiniteThetaError, match=r"theta: expected finite values, got nan .*localisation net has diverged") as info:
         st(x)
+    assert info.value.samples == (1,)
+    assert pickle.loads(pickle.dumps(info.value)).samples == (1,)
+
+
+def test_deferred_flags_raise_at_the_sync_point_and_clear(monkeypatch):
+    """The accelerator half of the policy, driven by hand: a flag recorded for cuda:0 is raised by
+    raise_pending (for every device, or for 'cuda' without an index) and then cleared."""
+    monkeypatch.setattr(errors, "_PENDING", {})
+    errors._PENDING[torch.device("cuda", 0)] = torch.tensor(False)
+    errors.raise_pending()  # a clean flag raises nothing
+    errors._PENDING[torch.device("cuda", 0)] = torch.tensor(True)
+    with pytest.raises(NonFiniteThetaError, match="cuda:0") as info:
+        errors.raise_pending("cuda")
+    assert info.value.samples is None and info.value.device == torch.device("cuda", 0)
+    errors.raise_pending()  # cleared
+    assert errors._PENDING == {}
 
 
 def test_finite_check_can_be_disabled():

@@ -12,7 +12,7 @@ The coordinate convention is defined once, in :mod:`stnkit.coords`.
 
 from __future__ import annotations
 
-from . import coords, fastpath, transforms
+from . import coords, errors, fastpath, transforms
 from .functional import warp
 from .localisation import LocalisationNet, conv_localisation, fc_localisation
 from .module import SpatialTransformer
@@ -25,6 +25,7 @@ __all__ = [
     "LocalisationNet",
     "conv_localisation",
     "coords",
+    "errors",
     "fastpath",
     "fc_localisation",
     "sample",

@@ -8,8 +8,8 @@ import torch
 from torch import Tensor
 
 from ._fast_warp import warp_grid
-from ._validate import check_finite as _check_finite
 from ._validate import check_tensor
+from .errors import check_theta
 from .sampling import LOW_PRECISION, Fill, check_sampling_options, sample
 from .transforms import Transform, get
 
@@ -50,7 +50,9 @@ def warp(
         transform: A family name from :func:`stnkit.transforms.list_transforms` or an instance.
         size: Output ``(H', W')`` (or ``(D', H', W')``); default: the input's size.
         mode, padding, fill, align_corners: See :func:`stnkit.sample`.
-        check_finite: Raise ``ValueError`` on NaN/inf in ``theta`` (skipped under ``torch.compile``).
+        check_finite: Apply the non-finite policy of :mod:`stnkit.errors` to ``theta``: on the CPU
+            raise :class:`~stnkit.errors.NonFiniteThetaError` now; on accelerators record a device
+            flag (no sync) that :func:`stnkit.errors.raise_pending` raises. Skipped when compiling.
 
     Returns:
         ``(N, C, H', W')`` (or ``(N, C, D', H', W')``) in ``input``'s dtype.
@@ -73,7 +75,7 @@ def warp(
                          f"(input shape {tuple(input.shape)}, theta shape {tuple(theta.shape)})")
     check_sampling_options(mode, padding, fill)
     if check_finite:
-        _check_finite("theta", theta)
+        check_theta("theta", theta)
     size = tuple(input.shape[2:]) if size is None else size
     work = torch.float32 if input.dtype in LOW_PRECISION else input.dtype
     grid = warp_grid(family, theta.to(work), size, align_corners)  # fast path: see stnkit._fast_warp

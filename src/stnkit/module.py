@@ -34,7 +34,9 @@ class SpatialTransformer(nn.Module):
             ``"stack"``: ``(N, heads, C, H', W')``. Ignored when ``heads == 1``.
         mode, padding, fill, align_corners: Sampling options, see :func:`stnkit.sample`.
         transform_options: Options for the family, e.g. ``{"grid_size": 4}`` for ``tps``.
-        check_finite: Raise ``ValueError`` when theta is NaN/inf (skipped under ``torch.compile``).
+        check_finite: Apply the non-finite theta policy of :mod:`stnkit.errors` (CPU: raise
+            :class:`~stnkit.errors.NonFiniteThetaError` at the call; accelerators: a device flag that
+            :func:`stnkit.errors.raise_pending` raises, no sync per call). Skipped when compiling.
 
     Shape:
         - input: ``(N, C, H, W)`` or, for 3-D families, ``(N, C, D, H, W)``.

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...errors import NonFiniteThetaError, raise_pending
 from ..models import count_parameters, create_model
 from . import checkpoint as ckpt
 from . import distributed
@@ -235,12 +236,12 @@ class Trainer:
     def _forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, float, str | None]:
         try:
             logits = self.net(x)  # (n, classes)
-        except ValueError as err:
-            if "expected finite values" not in str(err):
-                raise
+            loss_sum = F.cross_entropy(logits, y, reduction="sum")
+            finite = bool(torch.isfinite(loss_sum))  # the step's sync point: the deferred theta check too
+            raise_pending(x.device)
+        except NonFiniteThetaError as err:
             return torch.zeros((), device=x.device), 0.0, f"non-finite theta ({err})"
-        loss_sum = F.cross_entropy(logits, y, reduction="sum")
-        reason = None if bool(torch.isfinite(loss_sum)) else f"loss is {loss_sum.item()}"
+        reason = None if finite else f"loss is {loss_sum.item()}"
         return loss_sum, float((logits.argmax(1) == y).sum()), reason
 
     def _diverged(self, reason: str) -> None:

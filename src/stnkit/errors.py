@@ -1,0 +1,118 @@
+"""Typed errors of stnkit, and the one policy for non-finite theta.
+
+Callers catch these types, never a message text.
+
+**Non-finite theta** (NaN or infinity regressed by a localisation net that has diverged, or fed NaN):
+
+* on the CPU, :func:`check_theta` raises :class:`NonFiniteThetaError` at the call (``stnkit.warp``,
+  ``SpatialTransformer.forward``), naming the first bad sample;
+* on an accelerator (CUDA, ...) nothing synchronises per call: :func:`check_theta` ORs a flag that
+  stays on the device, and :func:`raise_pending` raises the same error where the caller already
+  synchronises (the trainer calls it each step when it reads the loss). A device-side assert is
+  never used: it would poison the CUDA context, so no checkpoint could be saved afterwards;
+* under ``torch.compile``, ``torch.export``, tracing and CUDA-graph capture the check is skipped.
+
+Example:
+    >>> import torch, stnkit
+    >>> from stnkit.errors import NonFiniteThetaError
+    >>> theta = torch.tensor([[1.0, 0, 0, 0, float("nan"), 0]])
+    >>> try:
+    ...     stnkit.warp(torch.rand(1, 1, 4, 4), theta)
+    ... except NonFiniteThetaError as err:
+    ...     print(err.samples)
+    (0,)
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["NonFiniteThetaError", "check_theta", "raise_pending"]
+
+# device -> 0-dim bool tensor on that device: "some theta since the last raise_pending was non-finite"
+_PENDING: dict[torch.device, Tensor] = {}
+
+
+class NonFiniteThetaError(ValueError):
+    """theta holds NaN or infinity.
+
+    Attributes:
+        name: The argument that held it (``"theta"``).
+        device: Where it was found.
+        samples: The batch indices of the bad samples when known at the call (CPU), else ``None``
+            (found later, at a synchronisation point, on an accelerator).
+    """
+
+    def __init__(self, message: str, *, name: str = "theta", device: torch.device | None = None,
+                 samples: tuple[int, ...] | None = None) -> None:
+        super().__init__(message)
+        self.name, self.device, self.samples = name, device, samples
+
+    def __reduce__(self):  # picklable across processes (DDP, DataLoader workers)
+        return (_rebuild, (str(self), self.name, self.device, self.samples))
+
+
+def _rebuild(message: str, name: str, device: torch.device | None, samples: tuple[int, ...] | None):
+    return NonFiniteThetaError(message, name=name, device=device, samples=samples)
+
+
+def _skip() -> bool:
+    if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting():
+        return True
+    return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
+
+
+def check_theta(name: str, theta: Tensor) -> None:
+    """Applies the non-finite policy to ``theta`` (see the module docstring).
+
+    Args:
+        name: Argument name for the message.
+        theta: ``(N, P)`` (or any shape whose first dimension is the batch).
+
+    Raises:
+        NonFiniteThetaError: On the CPU, at once; naming the bad samples and the first bad value.
+    """
+    if _skip() or theta.device.type == "meta":
+        return
+    if theta.device.type != "cpu":
+        bad = ~torch.isfinite(theta.detach()).all()  # 0-dim, stays on the device: no sync
+        flag = _PENDING.get(theta.device)
+        _PENDING[theta.device] = bad if flag is None else flag | bad
+        return
+    finite = torch.isfinite(theta.detach())
+    if bool(finite.all()):
+        return
+    rows = finite.reshape(finite.shape[0], -1).all(dim=1) if theta.dim() else finite.reshape(1)
+    samples = tuple(int(i) for i in (~rows).nonzero().flatten().tolist())
+    index = tuple((~finite).nonzero()[0].tolist())
+    value = theta.detach()[index].item() if theta.dim() else theta.item()
+    raise NonFiniteThetaError(
+        f"{name}: expected finite values, got {value} at index {index} ({int((~finite).sum())} non-finite "
+        f"entries, samples {list(samples)}); the localisation net has diverged or its input holds NaN",
+        name=name, device=theta.device, samples=samples)
+
+
+def raise_pending(device: torch.device | str | None = None) -> None:
+    """Raises :class:`NonFiniteThetaError` if a theta checked on an accelerator since the last call
+    was non-finite; clears the flag either way. Synchronises with each device that has a flag (one
+    scalar read), so call it where the caller synchronises anyway (e.g. reading the loss).
+
+    Args:
+        device: Only this device's flag; default: every device's.
+    """
+    if device is None:
+        devices = list(_PENDING)
+    else:
+        want = torch.device(device)
+        devices = [d for d in _PENDING if d == want or (want.index is None and d.type == want.type)]
+    bad = []
+    for dev in devices:
+        flag = _PENDING.pop(dev, None)
+        if flag is not None and bool(flag):
+            bad.append(dev)
+    if bad:
+        where = ", ".join(str(d) for d in bad)
+        raise NonFiniteThetaError(
+            f"theta: expected finite values, got NaN or infinity on {where} in a forward pass since the last "
+            f"check; the localisation net has diverged or its input holds NaN", device=bad[0])

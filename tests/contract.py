@@ -1,0 +1,224 @@
+"""The one contract checker: what every member of every registry owes (families, distortions,
+models, tasks, ...). In the manner of torchvision's ``check_kernel`` / ``check_transform``.
+
+A registry's test builds a :class:`Case` per member and calls :func:`check_contract`; a new family,
+distortion, model or task then inherits every check. Later work extends this file rather than
+writing its own checker: add a check with ``@check("name")`` (it receives the :class:`Case`), and
+name it in :data:`DEFAULT_CHECKS` if every member owes it.
+
+Checks:
+    ``inplace``: no input (nor the member's parameters and buffers) is written in place
+        (``Tensor._version``) or changed;
+    ``dtype_device``: floating outputs have the expected dtype and the inputs' device;
+    ``batched``: the batched call equals the calls on one sample at a time (batch dimension 0);
+    ``empty``: a batch of zero samples gives outputs with zero samples;
+    ``pickle``: the member survives ``pickle`` and computes the same;
+    ``determinism``: inputs drawn twice from a generator seeded alike are equal, and so are the
+        outputs of two calls;
+    ``cuda``: CPU and CUDA agree (skipped without a GPU).
+
+Example::
+
+    case = Case("affine", member=family, call=lambda f, theta: f.grid(theta, (5, 6)),
+                make_inputs=lambda g: (torch.rand(3, 6, generator=g, dtype=torch.float64),))
+    check_contract(case)
+"""
+
+from __future__ import annotations
+
+import copy
+import pickle
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pytest
+import torch
+from torch import Tensor
+from torch.utils import _pytree as pytree
+
+# (atol, rtol) per dtype, in one place (kornia's tolerance table)
+TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
+    torch.float64: (1e-10, 1e-8),
+    torch.float32: (2e-5, 1e-5),
+    torch.bfloat16: (3e-2, 2e-2),
+    torch.float16: (3e-3, 3e-3),
+}
+
+
+@dataclass
+class Case:
+    """One registry member and how to call it.
+
+    Attributes:
+        name: For messages.
+        member: The object under test (a family, a module, a distortion, a task, ...).
+        call: ``call(member, *inputs) -> output``; the output is a tensor or any nesting of
+            tuples, lists and dicts of tensors (and other values, compared with ``==``).
+        make_inputs: ``make_inputs(generator) -> tuple``: fresh inputs; every randomness comes
+            from the generator. Tensors in batched inputs have the batch first.
+        batched: Indices of the inputs that carry the batch (default: every input).
+        out_dtype: The floating dtype outputs must have (default: that of the first floating
+            tensor among the inputs; ``None`` there means "not checked").
+        tol: ``(atol, rtol)`` for the comparisons (default: by ``out_dtype`` from TOLERANCES).
+        skip: Names of checks that do not apply, each with the reason (e.g. ``{"pickle": "..."}``).
+    """
+
+    name: str
+    member: Any
+    call: Callable[..., Any]
+    make_inputs: Callable[[torch.Generator], tuple]
+    batched: tuple[int, ...] | None = None
+    out_dtype: torch.dtype | None = None
+    tol: tuple[float, float] | None = None
+    skip: dict[str, str] = field(default_factory=dict)
+
+    def inputs(self, seed: int = 0) -> tuple:
+        return tuple(self.make_inputs(torch.Generator().manual_seed(seed)))
+
+    def run(self, member: Any = None, inputs: tuple | None = None) -> Any:
+        return self.call(self.member if member is None else member, *(self.inputs() if inputs is None else inputs))
+
+    def is_batched(self, index: int) -> bool:
+        return self.batched is None or index in self.batched
+
+    def dtype(self, inputs: tuple) -> torch.dtype | None:
+        if self.out_dtype is not None:
+            return self.out_dtype
+        floats = [t for t in pytree.tree_leaves(inputs) if isinstance(t, Tensor) and t.is_floating_point()]
+        return floats[0].dtype if floats else None
+
+    def tolerance(self, inputs: tuple) -> tuple[float, float]:
+        return self.tol or TOLERANCES.get(self.dtype(inputs) or torch.float32, TOLERANCES[torch.float32])
+
+
+CHECKS: dict[str, Callable[[Case], None]] = {}
+DEFAULT_CHECKS = ("inplace", "dtype_device", "batched", "empty", "pickle", "determinism", "cuda")
+
+
+def check(name: str) -> Callable[[Callable[[Case], None]], Callable[[Case], None]]:
+    """Registers a contract check under ``name`` (refusing duplicates)."""
+
+    def decorator(fn: Callable[[Case], None]) -> Callable[[Case], None]:
+        if name in CHECKS:
+            raise ValueError(f"contract check {name!r} is already registered")
+        CHECKS[name] = fn
+        return fn
+
+    return decorator
+
+
+def check_contract(case: Case, checks: tuple[str, ...] = DEFAULT_CHECKS) -> None:
+    """Runs ``checks`` on ``case``; a failure names the member and the check."""
+    for name in checks:
+        if name in case.skip:
+            continue
+        try:
+            CHECKS[name](case)
+        except pytest.skip.Exception:
+            continue
+        except AssertionError as err:
+            raise AssertionError(f"{case.name}: contract check {name!r} failed: {err}") from err
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+def assert_same(actual: Any, expected: Any, tol: tuple[float, float] = (0.0, 0.0), what: str = "") -> None:
+    """Compares two nestings of tensors and plain values (tensors within ``tol``)."""
+    a_leaves, a_spec = pytree.tree_flatten(actual)
+    e_leaves, e_spec = pytree.tree_flatten(expected)
+    assert a_spec == e_spec, f"{what}: output structure differs: {a_spec} vs {e_spec}"
+    for a, e in zip(a_leaves, e_leaves):
+        if isinstance(e, Tensor):
+            assert isinstance(a, Tensor), f"{what}: expected a tensor, got {type(a).__name__}"
+            torch.testing.assert_close(a.detach().cpu(), e.detach().cpu(), atol=tol[0], rtol=tol[1],
+                                       equal_nan=True, msg=lambda m: f"{what}: {m}")
+        else:
+            assert a == e, f"{what}: {a!r} != {e!r}"
+
+
+def _slice(case: Case, inputs: tuple, index: slice) -> tuple:
+    def cut(t: Any) -> Any:
+        return t[index] if isinstance(t, Tensor) and t.dim() > 0 else t
+
+    return tuple(pytree.tree_map(cut, x) if case.is_batched(i) else x for i, x in enumerate(inputs))
+
+
+def _state(member: Any) -> list[Tensor]:
+    return list(member.state_dict().values()) if hasattr(member, "state_dict") else []
+
+
+# -- the checks --------------------------------------------------------------------------------------
+@check("inplace")
+def _inplace(case: Case) -> None:
+    inputs = case.inputs()
+    tensors = [t for t in pytree.tree_leaves(inputs) + _state(case.member) if isinstance(t, Tensor)]
+    before = [(t._version, t.detach().clone()) for t in tensors]
+    case.run(inputs=inputs)
+    for t, (version, saved) in zip(tensors, before):
+        assert t._version == version, f"an input of shape {tuple(t.shape)} was written in place"
+        assert torch.equal(t.detach(), saved) or (saved.isnan() == t.isnan()).all(), "an input changed"
+
+
+@check("dtype_device")
+def _dtype_device(case: Case) -> None:
+    inputs = case.inputs()
+    dtype = case.dtype(inputs)
+    devices = {t.device for t in pytree.tree_leaves(inputs) if isinstance(t, Tensor)}
+    for t in pytree.tree_leaves(case.run(inputs=inputs)):
+        if isinstance(t, Tensor) and t.is_floating_point():
+            assert dtype is None or t.dtype == dtype, f"output dtype {t.dtype}, expected {dtype}"
+            assert not devices or t.device in devices, f"output on {t.device}, inputs on {devices}"
+
+
+@check("batched")
+def _batched(case: Case) -> None:
+    inputs = case.inputs()
+    n = _batch_size(case, inputs)
+    assert n >= 2, "make_inputs should give a batch of at least 2 for this check"
+    whole = case.run(inputs=inputs)
+    tol = case.tolerance(inputs)
+    for i in range(n):
+        one = case.run(inputs=_slice(case, inputs, slice(i, i + 1)))
+        part = pytree.tree_map(lambda t: t[i:i + 1] if isinstance(t, Tensor) and t.dim() > 0 else t, whole)
+        assert_same(one, part, tol, f"sample {i} alone vs in the batch")
+
+
+@check("empty")
+def _empty(case: Case) -> None:
+    out = case.run(inputs=_slice(case, case.inputs(), slice(0, 0)))
+    for t in pytree.tree_leaves(out):
+        if isinstance(t, Tensor) and t.dim() > 0:
+            assert t.shape[0] == 0, f"an empty batch gave an output of shape {tuple(t.shape)}"
+
+
+@check("pickle")
+def _pickle(case: Case) -> None:
+    clone = pickle.loads(pickle.dumps(case.member))
+    inputs = case.inputs()
+    assert_same(case.run(member=clone, inputs=inputs), case.run(inputs=inputs), (0.0, 0.0), "after pickling")
+
+
+@check("determinism")
+def _determinism(case: Case) -> None:
+    first, second = case.inputs(seed=7), case.inputs(seed=7)
+    assert_same(first, second, (0.0, 0.0), "inputs drawn twice from the same seed")
+    assert_same(case.run(inputs=first), case.run(inputs=second), (0.0, 0.0), "two calls")
+
+
+@check("cuda")
+def _cuda(case: Case) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    inputs = case.inputs()
+    member = copy.deepcopy(case.member)
+    member = member.to("cuda") if hasattr(member, "to") else member
+    on_gpu = pytree.tree_map(lambda t: t.to("cuda") if isinstance(t, Tensor) else t, inputs)
+    atol, rtol = case.tolerance(inputs)
+    assert_same(case.run(member=member, inputs=on_gpu), case.run(inputs=inputs), (max(atol, 1e-4), max(rtol, 1e-4)),
+                "CUDA vs CPU")
+
+
+def _batch_size(case: Case, inputs: tuple) -> int:
+    sizes = {t.shape[0] for i, x in enumerate(inputs) if case.is_batched(i)
+             for t in pytree.tree_leaves(x) if isinstance(t, Tensor) and t.dim() > 0}
+    assert len(sizes) == 1, f"batched inputs disagree on the batch size: {sorted(sizes)}"
+    return sizes.pop()

@@ -1,0 +1,36 @@
+"""The one contract checker (tests/contract.py) over the experiment registries: every distortion
+(the same drawn parameters applied batched and one at a time) and every model (eval mode)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from contract import Case, check_contract
+from stnkit.experiments.data import get_distortion, list_distortions
+from stnkit.experiments.models import create_model, list_models
+
+
+@pytest.mark.parametrize("name", list_distortions())
+def test_distortion_contract(name):
+    distortion = get_distortion(name)
+
+    def make_inputs(g):
+        images = torch.randint(0, 256, (3, 28, 28), generator=g, dtype=torch.uint8)
+        others = (torch.randint(0, 256, (3, distortion.num_others, 28, 28), generator=g, dtype=torch.uint8)
+                  if distortion.num_others else None)
+        return images, distortion.make_params(3, g), others
+
+    check_contract(Case(f"distortion {name}", distortion, lambda d, x, p, o: d.apply(x, p, o), make_inputs,
+                        out_dtype=torch.float32))
+
+
+@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("transform", ["affine", "tps"])
+def test_model_contract(name, transform):
+    if transform != "affine" and "st" not in name:
+        pytest.skip("models without transformers have no family")
+    torch.manual_seed(0)  # the models' default init draws from the global generator
+    model = create_model(name, in_shape=(1, 28, 28), num_classes=10, transform=transform).double().eval()
+    check_contract(Case(f"model {name} ({transform})", model, lambda m, x: m(x),
+                        lambda g: (torch.rand(3, 1, 28, 28, generator=g, dtype=torch.float64),)))
