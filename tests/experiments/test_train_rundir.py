@@ -278,12 +278,26 @@ def test_report_marks_incomplete_runs_and_never_averages_them(tmp_path, data_dir
     assert "`cut` (incomplete)" in md and "`done` (incomplete)" not in md
 
 
-def test_resume_never_rewrites_config_json(tmp_path, template, data_dir, capsys):
+def test_resume_never_rewrites_config_json(tmp_path, template, capsys, monkeypatch):
+    import stnkit.experiments.cli as cli
+
+    class StopAfterEpoch2:
+        def on_epoch_end(self, model, epoch, metrics, run_dir):
+            if epoch == 2:
+                raise KeyboardInterrupt
+
     run = _old_run(template, tmp_path / "run")
     config = (run / "config.json").read_bytes()
-    assert main(["train", "--resume", "--out", str(run), "--epochs", "2", "--no-progress", "--no-animation"]) == 0
+    monkeypatch.setattr(cli, "_viz_callbacks", lambda trainer: [StopAfterEpoch2()])
+    error_line(capsys, ["train", "--resume", "--out", str(run), "--epochs", "3", "--no-progress"], status=130)
+    monkeypatch.undo()
     assert (run / "config.json").read_bytes() == config
-    assert json.loads((run / "summary.json").read_text())["epochs"] == 2
+    summary = json.loads((run / "summary.json").read_text())
+    assert (summary["epochs"], summary["completed"]) == (2, False)
+    assert main(["train", "--resume", "--out", str(run), "--no-progress"]) == 0  # continues to the 3 epochs it had
+    summary = json.loads((run / "summary.json").read_text())
+    assert (summary["epochs"], summary["completed"]) == (3, True)
+    assert (run / "config.json").read_bytes() == config
 
 
 def test_ctrl_c_before_any_checkpoint_suggests_no_resume(tmp_path, data_dir, capsys, monkeypatch):

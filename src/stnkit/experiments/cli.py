@@ -139,7 +139,7 @@ def _recover(run: str) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .train import TrainConfig
-    from .train.checkpoint import CONFIG
+    from .train.checkpoint import CHECKPOINT, CONFIG, load_checkpoint
 
     base = None
     if args.resume:
@@ -152,6 +152,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             base = TrainConfig.from_dict(json.loads(saved.read_text()), where=str(saved)).to_dict()
         except ValueError as err:
             raise UserError(f"--resume: cannot read {saved}: {err}") from err
+        if (Path(args.out) / CHECKPOINT).is_file():  # rundir: config.json stays as recorded; a resumed run
+            try:  # continues with the settings its checkpoint holds (e.g. a longer --epochs of an earlier resume)
+                base = TrainConfig.from_dict(load_checkpoint(args.out)["config"], where=f"run {args.out}").to_dict()
+            except ValueError as err:
+                raise UserError(f"--resume: {err}") from err
     try:
         config = _config_from_args(args, base)
     except USER_ERRORS as err:

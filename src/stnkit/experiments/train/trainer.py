@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import os
 import signal
 import threading
 import time
@@ -73,7 +74,8 @@ class Trainer:
         self.run_dir = Path(run_dir)
         # Run-directory rules (rundir.py): refuse foreign content / an existing run before building anything.
         self.rundir = RunDirectory(self.run_dir, resume=resume, overwrite=overwrite)
-        self.rundir.check()
+        if int(os.environ.get("RANK", "0")) == 0:  # rank 0 alone owns the directory under torchrun
+            self.rundir.check()
         self.callbacks = list(callbacks)
         self.progress = progress
         state = ckpt.load_checkpoint(self.run_dir) if resume else None
