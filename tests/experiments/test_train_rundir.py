@@ -110,6 +110,18 @@ def test_out_that_is_a_file_is_a_one_line_error(tmp_path, data_dir, capsys):
     assert out.read_text() == "keep me" and leftovers(tmp_path) == []
 
 
+def test_overwrite_refuses_the_current_directory_and_symlinks(tmp_path, template, data_dir, capsys, monkeypatch):
+    run = _old_run(template, tmp_path / "run")
+    before = snapshot(run)
+    (tmp_path / "link").symlink_to(run)
+    line = error_line(capsys, ["train", "--out", str(tmp_path / "link"), "--overwrite", "--data-dir", data_dir, *SMALL])
+    assert "symbolic link" in line
+    monkeypatch.chdir(run)  # renaming "." aside would send the new run's writes into the old run
+    line = error_line(capsys, ["train", "--out", ".", "--overwrite", "--data-dir", data_dir, *SMALL])
+    assert "current directory" in line
+    assert snapshot(run) == before
+
+
 # -- nothing written before the settings are known to work --------------------------------------------
 def test_settings_that_cannot_work_are_rejected_before_anything_is_written(tmp_path, template, data_dir, capsys):
     run = _old_run(template, tmp_path / "run")
@@ -240,10 +252,12 @@ def test_second_process_is_refused_and_a_killed_overwrite_is_restored_by_the_nex
     assert main(["eval", str(run), "--json"]) == 0  # and it is the old run, usable
 
 
-def test_eval_restores_a_run_that_a_killed_overwrite_set_aside(tmp_path, template, capsys):
+@pytest.mark.parametrize("command", ["eval", "report"])
+def test_eval_and_report_restore_a_run_that_a_killed_overwrite_set_aside(tmp_path, template, capsys, command):
     run = _old_run(template, tmp_path / ".run.stnkit-previous")  # as SIGKILL between rename and mkdir leaves it
     before = snapshot(run)
-    assert main(["eval", str(tmp_path / "run"), "--json"]) == 0
+    argv = [str(tmp_path / "run")] + (["--json"] if command == "eval" else ["--out", str(tmp_path / "r" / "r.md")])
+    assert main([command, *argv]) == 0
     assert snapshot(tmp_path / "run") == before and leftovers(tmp_path) == []
 
 

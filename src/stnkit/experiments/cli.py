@@ -224,6 +224,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .viz import write_report
 
+    for run in args.runs:
+        _recover(run)
     path = write_report(args.runs, args.out)
     print(f"wrote {path}")
     return 0

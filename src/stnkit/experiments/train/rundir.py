@@ -14,7 +14,7 @@ A training run writes into one directory (``--out``). :class:`RunDirectory` enfo
 * Overwrite: the old run is renamed (atomically, same filesystem) to ``PARENT/.NAME.stnkit-previous``
   and deleted only at :meth:`RunDirectory.commit` (the new run's first end-of-epoch checkpoint). A
   failure before that (exception, Ctrl-C, divergence) puts it back untouched; after a hard kill the
-  next command that touches the directory (train, quickstart, eval, show) puts it back.
+  next command that touches the directory (train, quickstart, eval, show, report) puts it back.
 * A fresh run that fails before it has a checkpoint leaves the directory as it found it.
 * Filesystem failures become one :class:`RunDirectoryError` line naming the path and the cause.
 
@@ -121,6 +121,11 @@ class RunDirectory:
         if not self.overwrite:
             raise RunDirectoryError(f"out: {str(path)!r} already holds a run ({CHECKPOINT}); resume it (--resume), "
                                     f"overwrite it (--overwrite) or choose another directory")
+        here = Path(os.getcwd())
+        if path.is_symlink() or Path(os.path.abspath(path)) in (here, *here.parents):
+            why = "is a symbolic link" if path.is_symlink() else "is (or holds) the current directory"
+            raise RunDirectoryError(f"out: {str(path)!r} {why}, which --overwrite cannot set aside safely; give the "
+                                    f"run directory's real path from outside it")
 
     # -- the session -----------------------------------------------------------------------------------
     @contextmanager
@@ -319,7 +324,7 @@ def _restore_aside(path: Path, aside: Path, trash: Path) -> bool:
 def recover(path: str | Path) -> bool:
     """Puts back a run that a hard-killed ``--overwrite`` left set aside (``PARENT/.NAME.stnkit-previous``).
 
-    Called by every command that uses a run directory (train, quickstart, eval, show).
+    Called by every command that uses a run directory (train, quickstart, eval, show, report).
 
     Returns:
         Whether a run was put back.
