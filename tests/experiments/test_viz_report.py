@@ -97,7 +97,7 @@ def test_report_lists_every_run_with_the_papers_numbers(tmp_path):
     assert columns == ["model", "R", "RTS", "P", "E", "TC", "Addition"]
     assert rows["CNN"][4] == "**4.10** / 3.5"  # TC
     assert rows["2xST-FCN Proj"][5] == "**7.25** / 5.9"  # addition (Table 4)
-    assert rows["FCN"][0] == "**3.30** / 2.1"  # incomplete run: its last epoch
+    assert rows["FCN"][0] == "— (+1 incomplete) / 2.1"  # an incomplete run is marked, not counted
     assert "fcn-r-cut` (incomplete)" in md
     fashion = table_rows(md, "fashion-mnist")
     assert fashion == {"ST-CNN TPS": ["— / —", "— / —", "— / —", "**9.50** / —"]}

@@ -17,7 +17,7 @@ import typing
 from pathlib import Path
 from typing import Any, Sequence
 
-USER_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError, PermissionError)
+USER_ERRORS = (ValueError, TypeError, OSError)
 
 # The README's main job: CNN and ST-CNN on RTS from the embedded 4,000 / 1,000 real digits.
 QUICKSTART = {"dataset": "rts", "limit": 4000, "test_limit": 1000, "epochs": 12, "batch_size": 64,
@@ -31,6 +31,14 @@ class _Parser(argparse.ArgumentParser):
 
 class UserError(Exception):
     """A mistake of the user's, reported as one line."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during training; ``resume_dir`` is set only when ``--resume`` can continue the run there."""
+
+    def __init__(self, resume_dir: Path | None = None, note: str = "") -> None:
+        super().__init__()
+        self.resume_dir, self.note = resume_dir, note
 
 
 # -- option generation from TrainConfig ----------------------------------------------------------
@@ -91,7 +99,7 @@ def _viz_callbacks(trainer: Any) -> list:
     return [TrainingAnimation(images)]
 
 
-def _train_one(config: Any, out: Path, *, resume: bool, progress: bool, animate: bool, overwrite: bool) -> dict:
+def _make_trainer(config: Any, out: Path, *, resume: bool, progress: bool, animate: bool, overwrite: bool) -> Any:
     from .train import Trainer
 
     try:
@@ -100,12 +108,38 @@ def _train_one(config: Any, out: Path, *, resume: bool, progress: bool, animate:
         raise UserError(str(err)) from err
     if animate and trainer.env.is_main:
         trainer.callbacks += _viz_callbacks(trainer)
-    return trainer.fit()
+    return trainer
+
+
+def _fit(trainer: Any) -> dict:
+    """``trainer.fit()`` with the run-directory errors as one line and an honest Ctrl-C hint."""
+    from .train.rundir import RunDirectoryError, SettingsError
+
+    try:
+        return trainer.fit()
+    except (RunDirectoryError, SettingsError) as err:
+        raise UserError(str(err)) from err
+    except KeyboardInterrupt as err:
+        rd = trainer.rundir
+        note = f"; the previous run is back in {trainer.run_dir}, untouched" if rd.restored and rd.overwrite else ""
+        raise Interrupted(trainer.run_dir if rd.resumable else None, note) from err
+
+
+def _train_one(config: Any, out: Path, *, resume: bool, progress: bool, animate: bool, overwrite: bool) -> dict:
+    return _fit(_make_trainer(config, out, resume=resume, progress=progress, animate=animate, overwrite=overwrite))
+
+
+def _recover(run: str) -> None:
+    """Puts back a run that a killed ``--overwrite`` set aside, before reading ``run`` (rundir rule)."""
+    from .train.rundir import recover
+
+    path = Path(run)
+    recover(path.parent if path.suffix == ".pt" else path)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .train import TrainConfig
-    from .train.checkpoint import CONFIG
+    from .train.checkpoint import CHECKPOINT, CONFIG, load_checkpoint
 
     base = None
     if args.resume:
@@ -118,6 +152,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             base = TrainConfig.from_dict(json.loads(saved.read_text()), where=str(saved)).to_dict()
         except ValueError as err:
             raise UserError(f"--resume: cannot read {saved}: {err}") from err
+        if (Path(args.out) / CHECKPOINT).is_file():  # rundir: config.json stays as recorded; a resumed run
+            try:  # continues with the settings its checkpoint holds (e.g. a longer --epochs of an earlier resume)
+                base = TrainConfig.from_dict(load_checkpoint(args.out)["config"], where=f"run {args.out}").to_dict()
+            except ValueError as err:
+                raise UserError(f"--resume: {err}") from err
     try:
         config = _config_from_args(args, base)
     except USER_ERRORS as err:
@@ -134,6 +173,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from .train import evaluate_run
 
+    _recover(args.run)
     result = evaluate_run(args.run, npz=args.npz, data_dir=args.data_dir, batch_size=args.batch_size)
     if args.json:
         print(json.dumps({k: result[k] for k in ("error", "accuracy", "n")}))
@@ -173,6 +213,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from .viz import show_run
 
+    _recover(args.run)
     run = Path(args.run)
     default = (run if run.is_dir() else run.parent) / "panel.png"
     path = show_run(run, args.out or default, npz=args.npz, n=args.n, seed=args.seed)
@@ -183,6 +224,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .viz import write_report
 
+    for run in args.runs:
+        _recover(run)
     path = write_report(args.runs, args.out)
     print(f"wrote {path}")
     return 0
@@ -194,16 +237,22 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     out = Path(args.out)
     start = time.perf_counter()
     errors: dict[str, float] = {}
-    for model in ("cnn", "st-cnn"):
+    trainers = {}
+    for model in ("cnn", "st-cnn"):  # both built (and both directories checked) before anything is written
         overrides = {"model": model, "transform": "affine", **QUICKSTART, "threads": args.threads}
         if args.epochs is not None:
             overrides["epochs"] = args.epochs
         if args.data_dir is not None:
             overrides["data_dir"] = args.data_dir
-        config = TrainConfig.from_dict(overrides).validate()
-        print(f"training {model} on RTS ({config.epochs} epochs) into {out / model} ...", flush=True)
-        summary = _train_one(config, out / model, resume=False, progress=not args.no_progress, animate=True,
-                             overwrite=True)
+        try:
+            config = TrainConfig.from_dict(overrides).validate()
+        except USER_ERRORS as err:
+            raise UserError(str(err)) from err
+        trainers[model] = _make_trainer(config, out / model, resume=False, progress=not args.no_progress,
+                                        animate=True, overwrite=True)
+    for model, trainer in trainers.items():
+        print(f"training {model} on RTS ({trainer.config.epochs} epochs) into {out / model} ...", flush=True)
+        summary = _fit(trainer)
         errors[model] = summary["test_error"]
     try:
         from .viz import show_run
@@ -301,9 +350,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except expected as err:
         if os.environ.get("STNKIT_DEBUG") or os.environ.get("STN_DEBUG"):
             raise
-        if isinstance(err, KeyboardInterrupt):
-            resume = f"; continue with: stnkit train --resume --out {args.out}" if args.command == "train" else ""
-            message, status = f"{prog}: interrupted{resume}", 130
+        if isinstance(err, KeyboardInterrupt):  # suggest --resume only where it can work (rundir rule)
+            where = getattr(err, "resume_dir", None)
+            resume = f"; continue with: stnkit train --resume --out {where}" if where and args.command == "train" else ""
+            message, status = f"{prog}: interrupted{resume}{getattr(err, 'note', '')}", 130
         else:
             message, status = f"{prog}: error: {err}", 1 if isinstance(err, TrainingDiverged) else 2
         print(" ".join(message.split()), file=sys.stderr)

@@ -64,7 +64,12 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Loads a checkpoint written by :func:`save_checkpoint` (a run dir or a ``.pt`` file), on CPU."""
+    """Loads a checkpoint written by :func:`save_checkpoint` (a run dir or a ``.pt`` file), on CPU.
+
+    Raises:
+        FileNotFoundError: no such run or file.
+        ValueError: not an stnkit checkpoint, or its weights hold NaN/inf.
+    """
     path = resolve_checkpoint(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -72,4 +77,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"run: {str(path)!r} is not a readable stnkit checkpoint ({type(err).__name__}: {err})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT or "model" not in state:
         raise ValueError(f"run: {str(path)!r} is not an stnkit checkpoint (format {FORMAT})")
+    bad = [k for k, v in state["model"].items()
+           if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:  # rundir rule: eval, show and --resume refuse such a checkpoint, with this reason
+        raise ValueError(f"run: {str(path)!r} holds non-finite weights (NaN/inf in {', '.join(bad[:3])}"
+                         f"{', ...' if len(bad) > 3 else ''}); refusing to use it")
     return state

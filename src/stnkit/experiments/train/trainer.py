@@ -10,8 +10,10 @@ weights, bit for bit, as an uninterrupted run. A NaN/inf loss or theta stops the
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
+import os
 import signal
 import threading
 import time
@@ -30,6 +32,7 @@ from .callbacks import call
 from .config import TrainConfig
 from .evaluate import evaluate
 from .optim import build_optimizer, lr_factor, set_lr
+from .rundir import RunDirectory, SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +72,10 @@ class Trainer:
                  resume: bool = False, progress: bool = True, overwrite: bool = False) -> None:
         self.config = config.validate()
         self.run_dir = Path(run_dir)
-        if not resume and not overwrite and (self.run_dir / ckpt.CHECKPOINT).exists():
-            raise ValueError(f"out: {str(self.run_dir)!r} already holds a run ({ckpt.CHECKPOINT}); resume it "
-                             f"(--resume), overwrite it (--overwrite) or choose another directory")
+        # Run-directory rules (rundir.py): refuse foreign content / an existing run before building anything.
+        self.rundir = RunDirectory(self.run_dir, resume=resume, overwrite=overwrite)
+        if int(os.environ.get("RANK", "0")) == 0:  # rank 0 alone owns the directory under torchrun
+            self.rundir.check()
         self.callbacks = list(callbacks)
         self.progress = progress
         state = ckpt.load_checkpoint(self.run_dir) if resume else None
@@ -148,6 +152,19 @@ class Trainer:
     def checkpoint_path(self) -> Path:
         return self.run_dir / ckpt.CHECKPOINT
 
+    def probe(self) -> None:
+        """One forward and backward pass on one training batch, on a copy of the model: settings that
+        cannot work fail here, before anything is written. The model, the RNG and the disk are untouched."""
+        x, y = next(iter(self.train_set.batches(0, self.config.batch_size)))
+        device = self.env.device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            try:
+                logits = copy.deepcopy(self.model).train()(x.to(device))  # (n, classes)
+                F.cross_entropy(logits, y.to(device)).backward()
+            except (RuntimeError, ValueError, TypeError) as err:
+                raise SettingsError(f"settings: one training step on one batch fails, so nothing was written "
+                                 f"({type(err).__name__}: {err})") from err
+
     # -- the loop -----------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
         """Trains to ``config.epochs`` and returns the summary (also written to ``summary.json``).
@@ -155,11 +172,26 @@ class Trainer:
         Raises:
             TrainingDiverged: NaN/inf loss or theta (the last good checkpoint stays in place).
             KeyboardInterrupt: after saving a checkpoint at the last completed step.
+            RunDirectoryError: the run directory cannot be used (see ``rundir.py``).
         """
+        # Run-directory rules (rundir.py): probe one step, lock, set an overwritten run aside; a failure
+        # before the first end-of-epoch checkpoint puts it back.
+        def agree(ok: bool) -> bool:
+            return distributed.all_reduce_sum([float(not ok)], self.env)[0] == 0
+
+        try:
+            with self.rundir.session(self.probe, active=self.env.is_main, agree=agree):
+                return self._fit()
+        except BaseException:
+            distributed.cleanup(self.env)
+            raise
+
+    def _fit(self) -> dict[str, Any]:
         cfg, main = self.config, self.env.is_main
         if main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            ckpt.write_text(self.run_dir / ckpt.CONFIG, cfg.to_json())
+            if not self.resumed:  # --resume never rewrites the recorded settings of the run it continues
+                ckpt.write_text(self.run_dir / ckpt.CONFIG, cfg.to_json())
             if not self.resumed:  # a fresh run replaces whatever an earlier one left
                 self._save()
                 ckpt.write_jsonl(self.run_dir / ckpt.METRICS, [])
@@ -175,7 +207,8 @@ class Trainer:
                     self._train_epoch(stop)
                     self._end_epoch()
         except KeyboardInterrupt:
-            if main and not self._updating and self._nonfinite_parameter() is None:
+            # rundir: an overwrite stopped before its first epoch puts the old run back; nothing to resume
+            if main and not self._updating and self._nonfinite_parameter() is None and self.rundir.keeps_new_run:
                 self._save()
                 log.warning("interrupted: checkpoint saved at epoch %d, batch %d in %s; continue with resume "
                             "(stnkit train --resume --out %s)", self.epoch, self.batch, self.checkpoint_path, self.run_dir)
@@ -282,6 +315,7 @@ class Trainer:
         self._save()
         ckpt.write_jsonl(self.run_dir / ckpt.METRICS, self.metrics)
         ckpt.write_json(self.run_dir / ckpt.SUMMARY, self.summary())
+        self.rundir.commit()  # rundir: the new run has a checkpoint; the run it replaces may go now
         log.info("epoch %d/%d: train loss %.4f, train error %.2f%%, test error %.2f%%, %.1f s (%.0f img/s)",
                  self.epoch, cfg.epochs, row["train_loss"], row["train_error"], row["test_error"], seconds,
                  row["images_per_s"])
@@ -304,7 +338,8 @@ class Trainer:
                 "batch_size": cfg.batch_size, "train_images": len(self.train_set),
                 "test_images": len(self.test_set), "in_shape": list(self.in_shape),
                 "data_source": self.train_set.digits.source, "embedded": bool(self.train_set.digits.embedded),
-                "world_size": self.env.world_size, "device": str(self.env.device)}
+                "world_size": self.env.world_size, "device": str(self.env.device),
+                "completed": self.epoch >= cfg.epochs}  # rundir: `stnkit report` leaves out incomplete runs
 
 
 def train(config: TrainConfig, run_dir: str | Path, *, callbacks: Iterable[Any] = (), resume: bool = False,

@@ -34,7 +34,9 @@ class RunResult:
         train_time_s: Training wall time.
         epochs, iterations: Training length.
         curve: ``[(epoch, test error %), ...]`` from ``metrics.jsonl``.
-        complete: ``False`` when the run has no ``summary.json`` (interrupted or still running).
+        complete: Whether the run finished (``"completed"`` in ``summary.json``; for runs written
+            before that key, a summary whose epochs reach the configured ones). Incomplete runs
+            (interrupted, diverged or still running) are never averaged into a table cell.
         train_images: Training set size, if known.
         embedded: Trained on the embedded 5,000-digit MNIST sample (not comparable to the paper).
     """
@@ -117,9 +119,16 @@ def load_result(run: str | Path) -> RunResult:
         distortion=str(info.get("dataset", "?")), digits=str(info.get("digits", "mnist")),
         test_error=test_error, params=info.get("params"), train_time_s=train_time,
         epochs=info.get("epochs") if summary else (curve[-1][0] if curve else None),
-        iterations=info.get("iterations") if summary else None, curve=curve, complete=bool(summary),
+        iterations=info.get("iterations") if summary else None, curve=curve, complete=_completed(summary, config),
         train_images=summary.get("train_images"), embedded=bool(summary.get("embedded", False)),
     )
+
+
+def _completed(summary: dict[str, Any], config: dict[str, Any]) -> bool:
+    if "completed" in summary:
+        return summary["completed"] is True
+    done, wanted = _number(summary.get("epochs")), _number(config.get("epochs"))  # runs from before the key
+    return done is not None and (wanted is None or done >= wanted)
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
@@ -145,8 +154,9 @@ def _mean(values: list[float]) -> float:
 def results_table(results: Sequence[RunResult], digits: str = "mnist") -> str:
     """Markdown table laid out like the paper's Table 1: model rows x distortion columns.
 
-    Each cell is ``ours / paper`` (test error %, ``—`` where there is none); runs sharing a cell
-    (e.g. several seeds) are averaged and their count shown. Columns are R, RTS, P, E, then any
+    Each cell is ``ours / paper`` (test error %, ``—`` where there is none); complete runs sharing a
+    cell (e.g. several seeds) are averaged and their count shown; incomplete runs are never averaged
+    in, only counted (``+1 incomplete``). Columns are R, RTS, P, E, then any
     other distortion among ``results``; rows are the paper's models for those columns, then any
     other model among ``results``.
     """
@@ -161,9 +171,13 @@ def results_table(results: Sequence[RunResult], digits: str = "mnist") -> str:
             rows += [k for k in TABLE4 if k not in rows]
     rows += [k for k in dict.fromkeys((r.model, r.transform) for r in results) if k not in rows]
     cells: dict[tuple[tuple[str, str | None], str], list[float]] = {}
+    incomplete: dict[tuple[tuple[str, str | None], str], int] = {}
     for r in results:
-        if r.test_error is not None:
-            cells.setdefault(((r.model, r.transform), r.distortion), []).append(r.test_error)
+        key = ((r.model, r.transform), r.distortion)
+        if not r.complete:
+            incomplete[key] = incomplete.get(key, 0) + 1
+        elif r.test_error is not None:
+            cells.setdefault(key, []).append(r.test_error)
     lines = ["| model | " + " | ".join(DISTORTION_LABELS.get(c, c) for c in columns) + " |",
              "|---|" + "---:|" * len(columns)]
     for key in rows:
@@ -175,6 +189,8 @@ def results_table(results: Sequence[RunResult], digits: str = "mnist") -> str:
                 text += f" (n={len(ours)})"
             if ours:
                 text = f"**{text}**"
+            if incomplete.get((key, c)):
+                text += f" (+{incomplete[(key, c)]} incomplete)"
             ref = paper_error(key[0], key[1], c, digits) if paper else None
             row.append(f"{text} / {_fmt(ref, 1)}")
         lines.append(f"| {row_label(*key)} | " + " | ".join(row) + " |")
