@@ -6,10 +6,12 @@ import warnings
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from ._validate import check_choice, check_tensor
+from ._antialias import antialiased_sample
+from ._deterministic import grid_sample
+from ._validate import check_bool, check_choice, check_same_device, check_tensor
+from .errors import check_allocation
 
 MODES = ("bilinear", "nearest", "bicubic")
 PADDINGS = ("zeros", "border", "reflection")
@@ -19,13 +21,20 @@ LOW_PRECISION = (torch.float16, torch.bfloat16)
 Fill = float | Sequence[float] | Tensor | None
 
 
-def check_sampling_options(mode: str, padding: str, fill: Fill) -> None:
-    """Validates ``mode``, ``padding`` and ``fill`` (shared by :func:`sample` and the module)."""
+def check_sampling_options(mode: str, padding: str, fill: Fill, align_corners: bool = False,
+                           antialias: bool = False) -> None:
+    """Validates the sampling options (shared by :func:`sample`, :func:`stnkit.warp` and the module)."""
     check_choice("mode", mode, MODES)
     check_choice("padding", padding, PADDINGS)
+    check_bool("align_corners", align_corners)
+    check_bool("antialias", antialias)
     if fill is not None and not _is_fill(fill):
         raise TypeError(f"fill: expected None, a float, a sequence of floats (one per channel) or a "
                         f"floating-point tensor, got {fill!r}")
+    if fill is not None:
+        values = torch.as_tensor(fill).detach()
+        if not bool(torch.isfinite(values).all()):
+            raise ValueError(f"fill: expected finite values, got {fill!r}")
     if fill is not None and padding != "zeros":
         raise ValueError(f"fill: a constant fill replaces padding='zeros'; got padding={padding!r} with fill={fill!r}")
 
@@ -37,11 +46,22 @@ def sample(
     padding: str = "zeros",
     fill: Fill = None,
     align_corners: bool = False,
+    antialias: bool = False,
 ) -> Tensor:
     """Samples ``input`` at the normalised points of ``grid`` (the same warp for every channel).
 
     Points outside the input read the padding: ``"zeros"`` (or the constant ``fill``, a float or
-    one value per channel), ``"border"`` (nearest edge pixel) or ``"reflection"``.
+    one value per channel), ``"border"`` (nearest edge pixel) or ``"reflection"``. The fill is
+    applied exactly: the in-image weight of each output pixel is sampled in the same call (a
+    channel of ones), so pixels inside the image are the zero-padded sample bit for bit whatever
+    the fill, and outside pixels blend towards it by their outside weight.
+
+    ``antialias=True`` (2-D only) prefilters where the grid shrinks the image, in proportion to the
+    local scale (a mip-map pyramid read at each pixel's level, see :mod:`stnkit._antialias`);
+    where it does not shrink by more than 2x the result is bit-equal to ``antialias=False``.
+
+    With ``torch.use_deterministic_algorithms(True)`` on CUDA, bilinear 2-D sampling uses a backward
+    without atomics (bitwise repeatable, see :mod:`stnkit._deterministic`).
 
     ``mode="nearest"`` reads the closest pixel: its output is piecewise constant in the grid, so
     it passes **no gradient to the grid** (nor to theta); a warning says so when the grid
@@ -55,10 +75,12 @@ def sample(
         padding: ``"zeros"``, ``"border"`` or ``"reflection"``.
         fill: Constant read outside the input instead of zero (``padding="zeros"`` only).
         align_corners: See :mod:`stnkit.coords`.
+        antialias: Prefilter where the grid shrinks the image (2-D only).
 
     Returns:
         ``(N, C, H', W')`` or ``(N, C, D', H', W')``, in ``input``'s dtype (float16 and bfloat16
-        inputs are sampled in float32 and the result rounded back).
+        inputs are sampled in float32 and the result rounded back; a grid of another floating
+        dtype is cast to the working dtype).
 
     Example:
         >>> import torch, stnkit
@@ -77,22 +99,34 @@ def sample(
     if grid.shape[0] != input.shape[0]:
         raise ValueError(f"grid: batch size {grid.shape[0]} does not match input's {input.shape[0]} "
                          f"(input shape {tuple(input.shape)}, grid shape {tuple(grid.shape)})")
-    check_sampling_options(mode, padding, fill)
+    check_same_device("grid", grid, "input", input)
+    check_sampling_options(mode, padding, fill, align_corners, antialias)
     if mode == "bicubic" and d == 3:
         raise ValueError("mode: 'bicubic' is only available for 2-D inputs; use 'bilinear' or 'nearest' "
                          "for volumes")
+    if antialias and d == 3:
+        raise ValueError("antialias: only available for 2-D inputs; got a 5-D input (volume) with antialias=True")
     if mode == "nearest" and grid.requires_grad and torch.is_grad_enabled():
         warnings.warn("mode='nearest' passes no gradient to the grid or theta; the localisation net "
                       "will not learn. Use 'bilinear' or 'bicubic' for training.", stacklevel=2)
     work = torch.float32 if input.dtype in LOW_PRECISION else input.dtype
+    check_allocation("output", (input.shape[0], input.shape[1] + (fill is not None), *grid.shape[1:-1]), work)
     x, grid = input.to(work), grid.to(work)
     if fill is None:
-        out = F.grid_sample(x, grid, mode=mode, padding_mode=padding, align_corners=align_corners)
-    else:
-        value = _fill_tensor(fill, x)
-        # Every kernel's weights sum to 1, so shifting by the fill makes zero padding read ``fill``.
-        out = F.grid_sample(x - value, grid, mode=mode, padding_mode="zeros", align_corners=align_corners) + value
-    return out.to(input.dtype)
+        return _read(x, grid, mode, padding, align_corners, antialias).to(input.dtype)
+    value = _fill_tensor(fill, x)
+    both = _read(torch.cat([x, torch.ones_like(x[:, :1])], dim=1), grid, mode, "zeros", align_corners,
+                 antialias)  # (N, C+1, ...): the last channel is the in-image weight
+    out, outside = both[:, :-1], 1 - both[:, -1:]
+    # Inside the image the weights sum to 1 up to rounding: no fill there, so the result is exact.
+    outside = torch.where(outside.abs() <= 8 * torch.finfo(work).eps, torch.zeros_like(outside), outside)
+    return (out + outside * value).to(input.dtype)
+
+
+def _read(x: Tensor, grid: Tensor, mode: str, padding: str, align_corners: bool, antialias: bool) -> Tensor:
+    if antialias:
+        return antialiased_sample(x, grid, mode, padding, align_corners)
+    return grid_sample(x, grid, mode, padding, align_corners)
 
 
 def _is_number(v: object) -> bool:
@@ -110,6 +144,9 @@ def _is_fill(fill: object) -> bool:
 def _fill_tensor(fill: Fill, input: Tensor) -> Tensor:
     c = input.shape[1]
     value = torch.as_tensor(fill, dtype=input.dtype, device=input.device)
+    if not bool(torch.isfinite(value).all()):
+        raise ValueError(f"fill: {fill!r} does not fit the sampling dtype {input.dtype} (largest magnitude "
+                         f"{torch.finfo(input.dtype).max:.4g})")
     if value.dim() == 0:
         return value
     if value.dim() != 1 or value.shape[0] not in (1, c):
