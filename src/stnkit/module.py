@@ -112,17 +112,8 @@ class SpatialTransformer(nn.Module):
         src = x if source is None else check_tensor("source", source, ndim=rank, shape=shape, floating=True)
         if src.shape[0] != x.shape[0]:
             raise ValueError(f"source: batch size {src.shape[0]} does not match x's {x.shape[0]}")
-        features = self.localisation(x)
-        if not isinstance(features, Tensor) or features.dim() != 2:
-            got = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
-            raise ValueError(f"localisation: expected (N, F) features, got shape {got}; "
-                             f"end the localisation net with nn.Flatten()")
-        if features.shape[1] != self.regression.in_features:
-            raise ValueError(f"loc_features: the regression layer expects {self.regression.in_features} "
-                             f"features per sample, but the localisation net gives shape "
-                             f"{tuple(features.shape)}; pass loc_features={features.shape[1]}")
         n, h, p = x.shape[0], self.heads, self.transform.num_params
-        theta = self.regression(features).view(n * h, p)  # (N*heads, P)
+        theta = self.predict(x)  # (N*heads, P)
         if h > 1:
             src = src.unsqueeze(1).expand(n, h, *src.shape[1:]).reshape(n * h, *src.shape[1:])  # (N*heads, C, ...)
         out = warp(src, theta, self.transform, self.output_size or tuple(src.shape[2:]), mode=self.mode,
@@ -134,6 +125,19 @@ class SpatialTransformer(nn.Module):
                 out = out.flatten(1, 2)  # (N, heads*C, ...)
             theta = theta.view(n, h, p)
         return (out, theta) if return_theta else out
+
+    def predict(self, x: Tensor) -> Tensor:
+        """theta ``(N*heads, P)`` that the localisation net and the regression layer read off ``x``."""
+        features = self.localisation(x)
+        if not isinstance(features, Tensor) or features.dim() != 2:
+            got = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
+            raise ValueError(f"localisation: expected (N, F) features, got shape {got}; "
+                             f"end the localisation net with nn.Flatten()")
+        if features.shape[1] != self.regression.in_features:
+            raise ValueError(f"loc_features: the regression layer expects {self.regression.in_features} "
+                             f"features per sample, but the localisation net gives shape "
+                             f"{tuple(features.shape)}; pass loc_features={features.shape[1]}")
+        return self.regression(features).view(x.shape[0] * self.heads, self.transform.num_params)
 
     def extra_repr(self) -> str:
         return (f"heads={self.heads}, output_size={self.output_size}, mode={self.mode!r}, "
