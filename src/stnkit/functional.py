@@ -10,7 +10,7 @@ from torch import Tensor
 from ._fast_warp import warp_grid
 from ._validate import check_bool, check_same_batch, check_same_device, check_tensor
 from .errors import check_allocation, check_theta
-from .sampling import LOW_PRECISION, Fill, check_sampling_options, sample
+from .sampling import LOW_PRECISION, Fill, _sample, check_sampling_options, check_volume_options
 from .transforms import Transform, get
 
 # Families built by name, kept so that their theta-independent work (the TPS system and output
@@ -75,6 +75,7 @@ def warp(
     check_same_batch("theta", theta, "input", input)
     check_same_device("theta", theta, "input", input)
     check_sampling_options(mode, padding, fill, align_corners, antialias)
+    check_volume_options(mode, antialias, family.ndim)
     check_bool("check_finite", check_finite)
     if check_finite:
         check_theta("theta", theta)
@@ -82,6 +83,5 @@ def warp(
     work = torch.float32 if input.dtype in LOW_PRECISION else input.dtype
     check_allocation("grid", (input.shape[0], *size, family.ndim), work)
     grid = warp_grid(family, theta.to(work), size, align_corners)  # fast path: see stnkit._fast_warp
-    out = sample(input.to(work), grid, mode=mode, padding=padding, fill=fill, align_corners=align_corners,
-                 antialias=antialias)
+    out = _sample(input.to(work), grid, mode, padding, fill, align_corners, antialias)
     return out.to(input.dtype)

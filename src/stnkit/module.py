@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from ._validate import check_bool, check_choice, check_positive_int, check_size, check_tensor
 from .functional import warp
-from .sampling import Fill, check_sampling_options
+from .sampling import Fill, check_sampling_options, check_volume_options
 from .transforms import Transform, get
 
 HEAD_OUTPUTS = ("channels", "stack")
@@ -76,12 +76,8 @@ class SpatialTransformer(nn.Module):
         self.heads = check_positive_int("heads", heads)
         self.head_output = check_choice("head_output", head_output, HEAD_OUTPUTS)
         check_sampling_options(mode, padding, fill, align_corners, antialias)
-        if antialias and self.transform.ndim == 3:
-            raise ValueError(f"antialias: only available for 2-D transforms; transform {self.transform.name!r} "
-                             f"warps volumes")
-        if mode == "bicubic" and self.transform.ndim == 3:
-            raise ValueError(f"mode: 'bicubic' is only available for 2-D transforms; transform "
-                             f"{self.transform.name!r} warps volumes, use 'bilinear' or 'nearest'")
+        check_volume_options(mode, antialias, self.transform.ndim,
+                             f"transforms; transform {self.transform.name!r} warps volumes")
         self.mode, self.padding, self.fill = mode, padding, fill
         self.align_corners, self.antialias = align_corners, antialias
         self.check_finite = check_bool("check_finite", check_finite)

@@ -11,7 +11,7 @@ from torch import Tensor
 from ._antialias import antialiased_sample
 from ._deterministic import grid_sample
 from ._validate import check_bool, check_choice, check_same_device, check_tensor
-from .errors import check_allocation
+from .errors import check_allocation, check_theta
 
 MODES = ("bilinear", "nearest", "bicubic")
 PADDINGS = ("zeros", "border", "reflection")
@@ -39,6 +39,17 @@ def check_sampling_options(mode: str, padding: str, fill: Fill, align_corners: b
         raise ValueError(f"fill: a constant fill replaces padding='zeros'; got padding={padding!r} with fill={fill!r}")
 
 
+def check_volume_options(mode: str, antialias: bool, ndim: int, what: str = "inputs") -> None:
+    """Refuses the options that only 2-D sampling has (``bicubic``, ``antialias``) for volumes."""
+    if ndim != 3:
+        return
+    if mode == "bicubic":
+        raise ValueError(f"mode: 'bicubic' is only available for 2-D {what}; use 'bilinear' or 'nearest' "
+                         f"for volumes")
+    if antialias:
+        raise ValueError(f"antialias: only available for 2-D {what}; got a volume with antialias=True")
+
+
 def sample(
     input: Tensor,
     grid: Tensor,
@@ -51,7 +62,9 @@ def sample(
     """Samples ``input`` at the normalised points of ``grid`` (the same warp for every channel).
 
     Points outside the input read the padding: ``"zeros"`` (or the constant ``fill``, a float or
-    one value per channel), ``"border"`` (nearest edge pixel) or ``"reflection"``. The fill is
+    one value per channel), ``"border"`` (nearest edge pixel) or ``"reflection"``. A non-finite
+    grid follows the non-finite policy of :mod:`stnkit.errors` (CPU: ``NonFiniteThetaError`` naming
+    ``grid``). The fill is
     applied exactly: the in-image weight of each output pixel is sampled in the same call (a
     channel of ones), so pixels inside the image are the zero-padded sample bit for bit whatever
     the fill, and outside pixels blend towards it by their outside weight.
@@ -101,14 +114,17 @@ def sample(
                          f"(input shape {tuple(input.shape)}, grid shape {tuple(grid.shape)})")
     check_same_device("grid", grid, "input", input)
     check_sampling_options(mode, padding, fill, align_corners, antialias)
-    if mode == "bicubic" and d == 3:
-        raise ValueError("mode: 'bicubic' is only available for 2-D inputs; use 'bilinear' or 'nearest' "
-                         "for volumes")
-    if antialias and d == 3:
-        raise ValueError("antialias: only available for 2-D inputs; got a 5-D input (volume) with antialias=True")
+    check_volume_options(mode, antialias, d)
+    check_theta("grid", grid)  # the non-finite policy of stnkit.errors (raise on CPU, device flag elsewhere)
+    return _sample(input, grid, mode, padding, fill, align_corners, antialias)
+
+
+def _sample(input: Tensor, grid: Tensor, mode: str, padding: str, fill: Fill, align_corners: bool,
+            antialias: bool) -> Tensor:
+    """:func:`sample` without the argument checks (for callers that made them)."""
     if mode == "nearest" and grid.requires_grad and torch.is_grad_enabled():
         warnings.warn("mode='nearest' passes no gradient to the grid or theta; the localisation net "
-                      "will not learn. Use 'bilinear' or 'bicubic' for training.", stacklevel=2)
+                      "will not learn. Use 'bilinear' or 'bicubic' for training.", stacklevel=3)
     work = torch.float32 if input.dtype in LOW_PRECISION else input.dtype
     check_allocation("output", (input.shape[0], input.shape[1] + (fill is not None), *grid.shape[1:-1]), work)
     x, grid = input.to(work), grid.to(work)
