@@ -7,7 +7,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from ._validate import check_positive_int, check_tensor
+from ._validate import check_bool, check_positive_int, check_tensor
 from .functional import warp
 from .module import SpatialTransformer
 from .sampling import Fill
@@ -85,6 +85,7 @@ class IterativeSpatialTransformer(SpatialTransformer):
         """
         rank = self.transform.ndim + 2
         check_tensor("x", x, ndim=rank, shape="(N, C, H, W)" if rank == 4 else "(N, C, D, H, W)", floating=True)
+        check_bool("return_thetas", return_thetas)
         options = dict(mode=self.mode, padding=self.padding, fill=self.fill, align_corners=self.align_corners,
                        antialias=self.antialias, check_finite=self.check_finite)
         theta = self.predict(x)  # (N, P): step 1 reads the input itself

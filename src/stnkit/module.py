@@ -105,6 +105,7 @@ class SpatialTransformer(nn.Module):
         rank = self.transform.ndim + 2
         shape = "(N, C, H, W)" if rank == 4 else "(N, C, D, H, W)"
         check_tensor("x", x, ndim=rank, shape=shape, floating=True)
+        check_bool("return_theta", return_theta)
         src = x if source is None else check_tensor("source", source, ndim=rank, shape=shape, floating=True)
         if src.shape[0] != x.shape[0]:
             raise ValueError(f"source: batch size {src.shape[0]} does not match x's {x.shape[0]}")

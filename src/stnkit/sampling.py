@@ -32,7 +32,7 @@ def check_sampling_options(mode: str, padding: str, fill: Fill, align_corners: b
         raise TypeError(f"fill: expected None, a float, a sequence of floats (one per channel) or a "
                         f"floating-point tensor, got {fill!r}")
     if fill is not None:
-        values = torch.as_tensor(fill).detach()
+        values = torch.as_tensor(fill, dtype=torch.float64).detach()
         if not bool(torch.isfinite(values).all()):
             raise ValueError(f"fill: expected finite values, got {fill!r}")
     if fill is not None and padding != "zeros":
