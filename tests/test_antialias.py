@@ -154,3 +154,18 @@ def test_module_and_volumes():
                     antialias=True)
     with pytest.raises(TypeError, match=r"antialias: expected a bool \(True or False\), got 1"):
         stnkit.warp(x, stnkit.transforms.get("affine").identity().expand(2, 6), antialias=1)
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_per_sample_scale_of_matrix_families_equals_the_grids(align_corners, helpers):
+    # warp() takes the affine families' scale from the matrix; sample() from the grid: same result
+    x = helpers.uniform((3, 2, 30, 26), 0, 1, helpers.gen(5))
+    g = helpers.gen(6)
+    theta = torch.tensor([2.2, 0.5, 0.1, -0.4, 3.1, 0.0], dtype=D) + torch.rand(3, 6, generator=g, dtype=D) * 0.3
+    family = stnkit.transforms.get("affine")
+    grid = family.grid(theta, (7, 9), align_corners)
+    per_pixel = stnkit._antialias.local_scale(grid, (30, 26), align_corners)
+    per_sample = stnkit._antialias.matrix_scale(family.matrix(theta)[:, :2, :2], (30, 26), (7, 9), align_corners)
+    torch.testing.assert_close(per_pixel, per_sample.view(3, 1, 1).expand_as(per_pixel), atol=1e-12, rtol=0)
+    torch.testing.assert_close(stnkit.warp(x, theta, size=(7, 9), align_corners=align_corners, antialias=True),
+                               stnkit.sample(x, grid, align_corners=align_corners, antialias=True), atol=1e-12, rtol=0)

@@ -7,11 +7,12 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from ._antialias import matrix_scale
 from ._fast_warp import warp_grid
 from ._validate import check_bool, check_same_batch, check_same_device, check_tensor
 from .errors import check_allocation, check_theta
 from .sampling import LOW_PRECISION, Fill, _sample, check_sampling_options, check_volume_options
-from .transforms import Transform, get
+from .transforms import MatrixTransform, Transform, get
 
 # Families built by name, kept so that their theta-independent work (the TPS system and output
 # basis, base grids) is done once, not on every call.
@@ -83,5 +84,8 @@ def warp(
     work = torch.float32 if input.dtype in LOW_PRECISION else input.dtype
     check_allocation("grid", (input.shape[0], *size, family.ndim), work)
     grid = warp_grid(family, theta.to(work), size, align_corners)  # fast path: see stnkit._fast_warp
-    out = _sample(input.to(work), grid, mode, padding, fill, align_corners, antialias)
+    scale = None
+    if antialias and isinstance(family, MatrixTransform) and not family.projective:  # one Jacobian per sample
+        scale = matrix_scale(family.matrix(theta.to(work))[:, :2, :2], tuple(input.shape[2:]), size, align_corners)
+    out = _sample(input.to(work), grid, mode, padding, fill, align_corners, antialias, scale)
     return out.to(input.dtype)

@@ -120,8 +120,9 @@ def sample(
 
 
 def _sample(input: Tensor, grid: Tensor, mode: str, padding: str, fill: Fill, align_corners: bool,
-            antialias: bool) -> Tensor:
-    """:func:`sample` without the argument checks (for callers that made them)."""
+            antialias: bool, scale: Tensor | None = None) -> Tensor:
+    """:func:`sample` without the argument checks (for callers that made them); ``scale``: the
+    local scale for ``antialias`` when the caller knows it (see :func:`stnkit._antialias.antialiased_sample`)."""
     if mode == "nearest" and grid.requires_grad and torch.is_grad_enabled():
         warnings.warn("mode='nearest' passes no gradient to the grid or theta; the localisation net "
                       "will not learn. Use 'bilinear' or 'bicubic' for training.", stacklevel=3)
@@ -129,19 +130,20 @@ def _sample(input: Tensor, grid: Tensor, mode: str, padding: str, fill: Fill, al
     check_allocation("output", (input.shape[0], input.shape[1] + (fill is not None), *grid.shape[1:-1]), work)
     x, grid = input.to(work), grid.to(work)
     if fill is None:
-        return _read(x, grid, mode, padding, align_corners, antialias).to(input.dtype)
+        return _read(x, grid, mode, padding, align_corners, antialias, scale).to(input.dtype)
     value = _fill_tensor(fill, x)
     both = _read(torch.cat([x, torch.ones_like(x[:, :1])], dim=1), grid, mode, "zeros", align_corners,
-                 antialias)  # (N, C+1, ...): the last channel is the in-image weight
+                 antialias, scale)  # (N, C+1, ...): the last channel is the in-image weight
     out, outside = both[:, :-1], 1 - both[:, -1:]
     # Inside the image the weights sum to 1 up to rounding: no fill there, so the result is exact.
     outside = torch.where(outside.abs() <= 8 * torch.finfo(work).eps, torch.zeros_like(outside), outside)
     return (out + outside * value).to(input.dtype)
 
 
-def _read(x: Tensor, grid: Tensor, mode: str, padding: str, align_corners: bool, antialias: bool) -> Tensor:
+def _read(x: Tensor, grid: Tensor, mode: str, padding: str, align_corners: bool, antialias: bool,
+          scale: Tensor | None) -> Tensor:
     if antialias:
-        return antialiased_sample(x, grid, mode, padding, align_corners)
+        return antialiased_sample(x, grid, mode, padding, align_corners, scale)
     return grid_sample(x, grid, mode, padding, align_corners)
 
 
