@@ -42,6 +42,10 @@ ENTRY_POINTS = {
     "SpatialTransformer": lambda name, **kw: _st(stnkit.SpatialTransformer, name, **kw),
     "IterativeSpatialTransformer": lambda name, **kw: _st(stnkit.IterativeSpatialTransformer, name, **kw),
     "grid": lambda name, **kw: get(name).grid(_theta(name), _image(name).shape[2:], **kw),
+    "pixel_centres": lambda name, **kw: stnkit.coords.pixel_centres(5, **kw),
+    "base_grid": lambda name, **kw: stnkit.coords.base_grid((4, 5), **kw),
+    "normalized_to_pixel": lambda name, **kw: stnkit.coords.normalized_to_pixel(torch.zeros(3, 2), (4, 5), **kw),
+    "pixel_to_normalized": lambda name, **kw: stnkit.coords.pixel_to_normalized(torch.zeros(3, 2), (4, 5), **kw),
     "SpatialTransformer.forward": lambda name, **kw: _st(stnkit.SpatialTransformer, name).double()(
         _image(name, c=1), **kw),
     "IterativeSpatialTransformer.forward": lambda name, **kw: _st(stnkit.IterativeSpatialTransformer, name).double()(
@@ -51,6 +55,8 @@ SIGNATURES = {
     "warp": stnkit.warp, "sample": stnkit.sample, "SpatialTransformer": stnkit.SpatialTransformer,
     "IterativeSpatialTransformer": stnkit.IterativeSpatialTransformer, "grid": stnkit.transforms.Transform.grid,
     "SpatialTransformer.forward": stnkit.SpatialTransformer.forward,
+    "pixel_centres": stnkit.coords.pixel_centres, "base_grid": stnkit.coords.base_grid,
+    "normalized_to_pixel": stnkit.coords.normalized_to_pixel, "pixel_to_normalized": stnkit.coords.pixel_to_normalized,
     "IterativeSpatialTransformer.forward": stnkit.IterativeSpatialTransformer.forward,
 }
 

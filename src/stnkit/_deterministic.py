@@ -8,9 +8,10 @@ that switch is on and the input is on CUDA, :func:`grid_sample` here samples 2-D
 * the pixel coordinates (with the padding's clamping or reflection) are plain elementwise ops, so
   autograd differentiates them without any accumulation;
 * the four taps are read with ``gather``; the backward accumulates the input gradient with one
-  ``index_put_(..., accumulate=True)``, which PyTorch implements by sorting the indices when
-  deterministic algorithms are on (no atomics: the same bits on every run); the grid gradient is
-  elementwise.
+  ``index_put_(..., accumulate=True)``, whose CUDA kernel sorts the indices and sums each run of
+  equal indices in order (no atomics: the same bits on every run; and under deterministic mode
+  PyTorch raises rather than run an op without a deterministic implementation, so a
+  nondeterministic result cannot pass silently); the grid gradient is elementwise.
 
 The same code runs on the CPU (where the tests compare it with ``F.grid_sample`` in float64).
 3-D volumes, ``bicubic`` and ``nearest`` keep ``F.grid_sample``.
