@@ -115,6 +115,8 @@ def test_fill_beyond_the_dtype_is_refused():
     x = torch.rand(1, 1, 4, 4)
     with pytest.raises(ValueError, match=r"fill: 1e\+300 does not fit the sampling dtype torch.float32"):
         stnkit.warp(x, get("affine").identity()[None], fill=1e300)
+    with pytest.raises(ValueError, match=r"fill: 100000.0 does not fit the sampling dtype torch.float16"):
+        stnkit.warp(x.half(), get("affine").identity()[None].half(), fill=1e5)  # sampled in float32, returned in float16
 
 
 @pytest.mark.parametrize("name", FAMILIES)
@@ -191,6 +193,9 @@ def test_inverse_names_the_singular_samples(name):
         pytest.skip(f"{name} has no singular member")
     theta = torch.cat([_theta(name, 2), singular, _theta(name, 1, 9)])
     with pytest.raises(ValueError, match=r"theta: samples \[2\] are singular warps"):
+        family.inverse(theta)
+    theta[1, 0] = math.nan
+    with pytest.raises(NonFiniteThetaError, match=r"theta: expected finite values.*samples \[1\]"):
         family.inverse(theta)
 
 

@@ -87,5 +87,5 @@ def warp(
     scale = None
     if antialias and isinstance(family, MatrixTransform) and not family.projective:  # one Jacobian per sample
         scale = matrix_scale(family.matrix(theta.to(work))[:, :2, :2], tuple(input.shape[2:]), size, align_corners)
-    out = _sample(input.to(work), grid, mode, padding, fill, align_corners, antialias, scale)
+    out = _sample(input, grid, mode, padding, fill, align_corners, antialias, scale)  # in work, back to input.dtype
     return out.to(input.dtype)

@@ -131,7 +131,7 @@ def _sample(input: Tensor, grid: Tensor, mode: str, padding: str, fill: Fill, al
     x, grid = input.to(work), grid.to(work)
     if fill is None:
         return _read(x, grid, mode, padding, align_corners, antialias, scale).to(input.dtype)
-    value = _fill_tensor(fill, x)
+    value = _fill_tensor(fill, x, input.dtype)
     both = _read(torch.cat([x, torch.ones_like(x[:, :1])], dim=1), grid, mode, "zeros", align_corners,
                  antialias, scale)  # (N, C+1, ...): the last channel is the in-image weight
     out, outside = both[:, :-1], 1 - both[:, -1:]
@@ -159,12 +159,13 @@ def _is_fill(fill: object) -> bool:
     return _is_number(fill)
 
 
-def _fill_tensor(fill: Fill, input: Tensor) -> Tensor:
+def _fill_tensor(fill: Fill, input: Tensor, out_dtype: torch.dtype) -> Tensor:
     c = input.shape[1]
     value = torch.as_tensor(fill, dtype=input.dtype, device=input.device)
-    if not bool(torch.isfinite(value).all()):
-        raise ValueError(f"fill: {fill!r} does not fit the sampling dtype {input.dtype} (largest magnitude "
-                         f"{torch.finfo(input.dtype).max:.4g})")
+    for dtype in (input.dtype, out_dtype):  # sampled in the working dtype, returned in the input's
+        if not bool(torch.isfinite(value.to(dtype)).all()):
+            raise ValueError(f"fill: {fill!r} does not fit the sampling dtype {dtype} (largest magnitude "
+                             f"{torch.finfo(dtype).max:.4g})")
     if value.dim() == 0:
         return value
     if value.dim() != 1 or value.shape[0] not in (1, c):

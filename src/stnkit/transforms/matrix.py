@@ -22,6 +22,7 @@ from torch import Tensor
 from .. import fastpath
 from .._validate import check_bool, check_same_batch, check_same_device, check_same_dtype, check_tensor
 from ..coords import base_grid
+from ..errors import check_theta
 from ._linear import basis_product, block_basis, cached, reference_product
 from .base import Transform
 
@@ -108,6 +109,7 @@ class MatrixTransform(Transform):
             ValueError: Some warps are singular (to working precision); the message names the samples.
         """
         m = self.matrix(theta)
+        check_theta("theta", theta)  # the non-finite policy of stnkit.errors
         inv, info = torch.linalg.inv_ex(m)
         eye = torch.eye(m.shape[1], dtype=m.dtype, device=m.device)
         residual = (m.detach() @ inv.detach() - eye).abs().flatten(1).amax(1)  # (N,)
