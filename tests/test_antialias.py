@@ -169,3 +169,16 @@ def test_per_sample_scale_of_matrix_families_equals_the_grids(align_corners, hel
     torch.testing.assert_close(per_pixel, per_sample.view(3, 1, 1).expand_as(per_pixel), atol=1e-12, rtol=0)
     torch.testing.assert_close(stnkit.warp(x, theta, size=(7, 9), align_corners=align_corners, antialias=True),
                                stnkit.sample(x, grid, align_corners=align_corners, antialias=True), atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "bicubic", "nearest"])
+@pytest.mark.parametrize("padding", ["zeros", "border", "reflection"])
+def test_every_mode_and_padding(mode, padding, helpers):
+    x = helpers.uniform((2, 2, 24, 20), 0, 1, helpers.gen(7))
+    identity = stnkit.transforms.get("affine").identity(dtype=D).expand(2, 6)
+    kw = dict(mode=mode, padding=padding)
+    assert torch.equal(stnkit.warp(x, identity, antialias=True, **kw), stnkit.warp(x, identity, **kw))
+    shrink = identity * torch.tensor([3.0, 0, 1, 0, 3.0, 1], dtype=D)  # 12 input px per output px: levels 2, 3
+    out = stnkit.warp(x, shrink, size=(6, 5), antialias=True, **kw)
+    assert out.shape == (2, 2, 6, 5) and bool(torch.isfinite(out).all())
+    assert not torch.equal(out, stnkit.warp(x, shrink, size=(6, 5), **kw))
