@@ -67,7 +67,7 @@ def test_4x_zoom_out_is_3x_closer_to_the_area_average(pattern):
         ours = stnkit.warp(image, theta.view(1, 6), size=(N_OUT, N_OUT), antialias=True)[0, 0]
         plain_err += rms(plain, ref)
         ours_err += rms(ours, ref)
-    # measured: checkerboard 6.2x, zone plate 5.4x; the target is 3x
+    # measured: checkerboard 6.6x, zone plate 5.5x (3 random rotations); the target is 3x
     assert plain_err > 3.6 * ours_err, (plain_err, ours_err)
 
 
