@@ -21,7 +21,7 @@ def data_dir(tmp_path_factory):
 
 
 def _config(data_dir: str, **overrides) -> TrainConfig:
-    values = dict(model="st-cnn", dataset="r", data_dir=data_dir, epochs=3, batch_size=16, optimizer="sgd",
+    values = dict(model="st-cnn", task="r", data_dir=data_dir, epochs=3, batch_size=16, optimizer="sgd",
                   momentum=0.9, lr=0.05, loc_lr_mult=0.5, eval_batch_size=32, seed=3,
                   model_options={"channels": [4, 8]})  # a small CNN keeps the tests fast
     return TrainConfig(**{**values, **overrides})
@@ -150,7 +150,7 @@ def test_run_files_follow_the_contract(tmp_path, data_dir):
     assert TrainConfig(**json.loads((tmp_path / "config.json").read_text())) == config
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     assert on_disk == summary
-    for key in ("model", "transform", "dataset", "params", "test_error", "train_time_s", "epochs", "iterations"):
+    for key in ("model", "transform", "task", "params", "test_error", "train_time_s", "epochs", "iterations"):
         assert key in summary
     assert (summary["epochs"], summary["iterations"]) == (2, 8)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -167,7 +167,7 @@ def test_run_files_follow_the_contract(tmp_path, data_dir):
 
 
 def test_training_learns_the_synthetic_digits(tmp_path, data_dir):
-    config = _config(data_dir, model="fcn", dataset="none", epochs=6, optimizer="adam", lr=3e-3,
+    config = _config(data_dir, model="fcn", task="none", epochs=6, optimizer="adam", lr=3e-3,
                      model_options={})
     summary = train(config, tmp_path, progress=False)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]

@@ -116,7 +116,7 @@ def load_result(run: str | Path) -> RunResult:
     transform = info.get("transform") if has_transformer(model) else None
     return RunResult(
         path=path, model=model, transform=str(transform) if transform else None,
-        distortion=str(info.get("dataset", "?")), digits=str(info.get("digits", "mnist")),
+        distortion=str(info.get("task", info.get("dataset", "?"))), digits=str(info.get("digits", "mnist")),
         test_error=test_error, params=info.get("params"), train_time_s=train_time,
         epochs=info.get("epochs") if summary else (curve[-1][0] if curve else None),
         iterations=info.get("iterations") if summary else None, curve=curve, complete=_completed(summary, config),
