@@ -383,13 +383,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 @contextlib.contextmanager
 def _one_line_warnings(prog: str) -> Iterator[None]:
-    """Our deprecation notices (``FutureWarning``) as one line each: ``stnkit train: warning: ...``."""
+    """Our deprecation notices (``FutureWarning``) as one line each, once per command:
+    ``stnkit train: warning: ...``."""
+    shown: set[str] = set()
 
     def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
-        print(f"{prog}: warning: {message}", file=sys.stderr)
+        if str(message) not in shown:
+            shown.add(str(message))
+            print(f"{prog}: warning: {message}", file=sys.stderr)
 
     with warnings.catch_warnings():
-        warnings.simplefilter("default", FutureWarning)
+        warnings.simplefilter("always", FutureWarning)
         warnings.showwarning = show
         yield
 
