@@ -151,10 +151,10 @@ def _rows(out: str) -> list[str]:
 
 def test_list_names_every_task_model_family_and_digits_once_at_the_start_of_a_row(capsys, monkeypatch):
     from stnkit import transforms
-    from stnkit.experiments import data, models, tasks
+    from stnkit.experiments import data, listing, models, tasks
 
     built = []
-    monkeypatch.setattr(models, "create_model", lambda *a, **k: built.append(a) or None)
+    monkeypatch.setattr(listing, "create_model", lambda *a, **k: built.append(a) or None)
     assert main(["list"]) == 0
     names = [row.split()[0] for row in _rows(capsys.readouterr().out)]
     expected = (tasks.list_tasks() + models.list_models() + transforms.list_transforms() + data.list_sources())
