@@ -142,6 +142,18 @@ def test_the_generic_trainer_equals_a_plain_torch_loop(task, model, data_dir, tm
     assert row["test_error"] == pytest.approx(expected)
 
 
+def test_a_tasks_recipe_sits_between_the_defaults_and_the_config_file_and_options(tmp_path, monkeypatch):
+    from stnkit.experiments.cli import _config_from_args, build_parser
+
+    monkeypatch.setattr(get_task("p"), "recipe", {"lr": 0.123, "epochs": 7, "optimizer": "adam"})
+    (tmp_path / "c.json").write_text(json.dumps({"epochs": 3}))
+    args = build_parser().parse_args(["train", "--task", "p", "--config", str(tmp_path / "c.json"),
+                                      "--optimizer", "sgd"])
+    config = _config_from_args(args)
+    assert (config.lr, config.epochs, config.optimizer) == (0.123, 3, "sgd")
+    assert _config_from_args(build_parser().parse_args(["train", "--task", "r"])).lr == TrainConfig().lr
+
+
 # -- the deprecated name `dataset` -----------------------------------------------------------------
 def test_dataset_is_read_as_task_with_a_deprecation_warning():
     with pytest.warns(FutureWarning, match="'dataset' is deprecated and now called 'task'"):

@@ -81,13 +81,13 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = None):
-    from .train.config import TrainConfig, field_types, read_config_file
+    from .train.config import TrainConfig, field_types, read_config_file, with_task_recipe
 
     values: dict[str, Any] = dict(base or {})
     if args.config:
         values.update(read_config_file(args.config))
     values.update({k: getattr(args, k) for k in [*field_types(), "dataset"] if hasattr(args, k)})
-    return TrainConfig.from_dict(values).validate()
+    return TrainConfig.from_dict(with_task_recipe(values)).validate()
 
 
 # -- commands --------------------------------------------------------------------------------------

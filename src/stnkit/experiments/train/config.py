@@ -163,6 +163,16 @@ def _dataset(self: TrainConfig) -> str:
 TrainConfig.dataset = property(_dataset)  # type: ignore[assignment]  (read access for old code)
 
 
+def with_task_recipe(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` layered over the default recipe of their task (``Task.recipe``): defaults < the
+    task's recipe < a config file < options. Unknown task names are left for :meth:`TrainConfig.validate`."""
+    from ..tasks import get_task, list_tasks
+
+    name = values.get("task", values.get("dataset", TASK_DEFAULT))
+    recipe = get_task(name).recipe if name in list_tasks() else {}
+    return {**recipe, **values}
+
+
 def load_config(path: str | Path) -> TrainConfig:
     """Reads a ``.json`` or ``.toml`` config file (settings not in the file keep their defaults)."""
     return TrainConfig.from_dict(read_config_file(path), where=f"config {path}")
