@@ -102,6 +102,15 @@ def test_task_data_per_epoch(name, data_dir):
     assert len(test) == 6 and torch.equal(torch.cat([b[0] for b in reseeded.eval_data().batches(0, 6)]), test)
 
 
+@pytest.mark.parametrize("module", ["stnkit.experiments.tasks", "stnkit.experiments.tasks.digits"])
+def test_docstring_examples(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
+
+
 # -- the generic trainer equals a plain loop -------------------------------------------------------
 @pytest.mark.parametrize("task,model", [("r", "st-cnn"), ("addition", "2xst-fcn")])
 def test_the_generic_trainer_equals_a_plain_torch_loop(task, model, data_dir, tmp_path):
