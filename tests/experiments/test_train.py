@@ -229,3 +229,22 @@ def test_resume_of_a_model_without_st_ignores_st_settings(tmp_path, data_dir):
     summary = train(_config(data_dir, model="fcn", model_options={}, epochs=2, loc_lr_mult=0.3, transform="tps"),
                     tmp_path, resume=True, progress=False)
     assert summary["epochs"] == 2
+
+
+def test_the_progress_bar_is_a_callback_showing_the_tasks_metric_and_the_eta(tmp_path, data_dir, capsys):
+    from stnkit.experiments.train import ProgressBar
+
+    trainer = Trainer(_config(data_dir, epochs=1), tmp_path, progress=True)
+    assert isinstance(trainer.callbacks[0], ProgressBar)
+    quiet = Trainer(_config(data_dir), tmp_path / "b", progress=False)
+    assert not any(isinstance(cb, ProgressBar) for cb in quiet.callbacks)
+    trainer.fit()
+    err = capsys.readouterr().err
+    assert "epoch 1/1" in err and "error" in err and "run ETA" in err
+
+
+def test_under_torchrun_the_caller_sets_up_the_process_group(tmp_path, data_dir, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="env: this process is one of WORLD_SIZE=2.*pass its env"):
+        Trainer(_config(data_dir), tmp_path)
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())

@@ -1,5 +1,6 @@
 """Distortions on a larger canvas that use other digits: T, TC (translated, cluttered) and MNIST
-addition. Registered by the package ``__init__`` importing this module (it imports :mod:`.distortions`, never the reverse)."""
+addition. Registered by the package ``__init__`` importing this module (it imports
+:mod:`.distortions`, never the reverse)."""
 
 from __future__ import annotations
 

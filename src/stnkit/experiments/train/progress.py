@@ -34,8 +34,8 @@ class ProgressBar:
         from tqdm.auto import tqdm
 
         cfg, state = trainer.config, trainer.state
-        self._bar = tqdm(total=trainer.steps_per_epoch, initial=state.batch, desc=f"epoch {state.epoch + 1}/{cfg.epochs}",
-                         unit="batch", leave=False, dynamic_ncols=True)
+        self._bar = tqdm(total=trainer.steps_per_epoch, initial=state.batch,
+                         desc=f"epoch {state.epoch + 1}/{cfg.epochs}", unit="batch", leave=False, dynamic_ncols=True)
 
     def on_batch_end(self, trainer: Any, lr: float) -> None:
         state, p = trainer.state, trainer.state.partial
