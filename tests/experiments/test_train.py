@@ -231,16 +231,36 @@ def test_resume_of_a_model_without_st_ignores_st_settings(tmp_path, data_dir):
     assert summary["epochs"] == 2
 
 
-def test_the_progress_bar_is_a_callback_showing_the_tasks_metric_and_the_eta(tmp_path, data_dir, capsys):
+def test_the_progress_bar_is_a_callback_showing_the_tasks_metric_and_the_eta(tmp_path, data_dir, monkeypatch):
+    import tqdm.auto
+
     from stnkit.experiments.train import ProgressBar
 
-    trainer = Trainer(_config(data_dir, epochs=1), tmp_path, progress=True)
+    bars = []
+
+    class Bar:  # records what the callback asks of tqdm (tqdm itself redraws on a timer)
+        def __init__(self, **kwargs):
+            self.kwargs, self.updates, self.postfix, self.closed = kwargs, 0, [], False
+            bars.append(self)
+
+        def update(self, n):
+            self.updates += n
+
+        def set_postfix_str(self, text, refresh=True):
+            self.postfix.append(text)
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
+    trainer = Trainer(_config(data_dir, epochs=2), tmp_path, progress=True)
     assert isinstance(trainer.callbacks[0], ProgressBar)
     quiet = Trainer(_config(data_dir), tmp_path / "b", progress=False)
     assert not any(isinstance(cb, ProgressBar) for cb in quiet.callbacks)
     trainer.fit()
-    err = capsys.readouterr().err
-    assert "epoch 1/1" in err and "error" in err and "run ETA" in err
+    assert [b.kwargs["desc"] for b in bars] == ["epoch 1/2", "epoch 2/2"]
+    assert all(b.updates == b.kwargs["total"] == 4 and b.closed for b in bars)  # 64 images / 16
+    assert "error" in bars[0].postfix[-1] and "run ETA" in bars[0].postfix[-1]
 
 
 def test_under_torchrun_the_caller_sets_up_the_process_group(tmp_path, data_dir, monkeypatch):
