@@ -15,7 +15,9 @@ Checks:
     ``pickle``: the member survives ``pickle`` and computes the same;
     ``determinism``: inputs drawn twice from a generator seeded alike are equal, and so are the
         outputs of two calls;
-    ``cuda``: CPU and CUDA agree (skipped without a GPU).
+    ``cuda``: CPU and CUDA agree (skipped without a GPU);
+    ``additive`` (not a default; for members whose outputs are sums over the batch, such as a
+        task's training step): the batched call equals the SUM of the calls on one sample at a time.
 
 Example::
 
@@ -215,6 +217,16 @@ def _cuda(case: Case) -> None:
     atol, rtol = case.tolerance(inputs)
     assert_same(case.run(member=member, inputs=on_gpu), case.run(inputs=inputs), (max(atol, 1e-4), max(rtol, 1e-4)),
                 "CUDA vs CPU")
+
+
+@check("additive")
+def _additive(case: Case) -> None:
+    inputs = case.inputs()
+    n = _batch_size(case, inputs)
+    assert n >= 2, "make_inputs should give a batch of at least 2 for this check"
+    parts = [case.run(inputs=_slice(case, inputs, slice(i, i + 1))) for i in range(n)]
+    total = pytree.tree_map(lambda *leaves: sum(leaves[1:], leaves[0]), *parts)
+    assert_same(total, case.run(inputs=inputs), case.tolerance(inputs), "sum of one-by-one vs batched")
 
 
 def _batch_size(case: Case, inputs: tuple) -> int:
