@@ -3,7 +3,7 @@
 Example:
     >>> import stnkit
     >>> stnkit.transforms.list_transforms()
-    ['affine', 'affine3d', 'attention', 'projective', 'similarity', 'tps', 'translation']
+    ['affine', 'affine3d', 'attention', 'bspline', 'bspline3d', 'piecewise_affine', 'projective', 'similarity', 'tps', 'translation']
     >>> tps = stnkit.transforms.get("tps", grid_size=3)
     >>> tps.num_params
     18
@@ -25,6 +25,8 @@ from .matrix import (
     Translation,
 )
 from .tps import ThinPlateSpline
+from .piecewise_affine import PiecewiseAffine
+from .bspline import BSpline, BSpline3d
 
 _REGISTRY: Registry[Callable[..., Transform]] = Registry("transform family")
 
@@ -61,6 +63,8 @@ def get(name: str | Transform, **options: Any) -> Transform:
 
 for _cls in (Translation, Attention, Similarity, Affine, Projective, Affine3d, ThinPlateSpline):
     register_transform(_cls.name)(_cls)
+for _cls in (PiecewiseAffine, BSpline, BSpline3d):
+    register_transform(_cls.name)(_cls)
 
 __all__ = [
     "Transform",
@@ -72,6 +76,9 @@ __all__ = [
     "Projective",
     "Affine3d",
     "ThinPlateSpline",
+    "PiecewiseAffine",
+    "BSpline",
+    "BSpline3d",
     "get",
     "list_transforms",
     "register_transform",
