@@ -3,7 +3,7 @@
 Example:
     >>> import stnkit
     >>> stnkit.transforms.list_transforms()
-    ['affine', 'affine3d', 'attention', 'bspline', 'bspline3d', 'piecewise_affine', 'projective', 'similarity', 'tps', 'translation']
+    ['affine', 'affine3d', 'attention', 'bspline', 'bspline3d', 'displacement', 'displacement3d', 'piecewise_affine', 'projective', 'similarity', 'tps', 'translation', 'velocity', 'velocity3d']
     >>> tps = stnkit.transforms.get("tps", grid_size=3)
     >>> tps.num_params
     18
@@ -27,6 +27,7 @@ from .matrix import (
 from .tps import ThinPlateSpline
 from .piecewise_affine import PiecewiseAffine
 from .bspline import BSpline, BSpline3d
+from .displacement import Displacement, Displacement3d, Velocity, Velocity3d
 
 _REGISTRY: Registry[Callable[..., Transform]] = Registry("transform family")
 
@@ -63,7 +64,7 @@ def get(name: str | Transform, **options: Any) -> Transform:
 
 for _cls in (Translation, Attention, Similarity, Affine, Projective, Affine3d, ThinPlateSpline):
     register_transform(_cls.name)(_cls)
-for _cls in (PiecewiseAffine, BSpline, BSpline3d):
+for _cls in (PiecewiseAffine, BSpline, BSpline3d, Displacement, Displacement3d, Velocity, Velocity3d):
     register_transform(_cls.name)(_cls)
 
 __all__ = [
@@ -79,6 +80,10 @@ __all__ = [
     "PiecewiseAffine",
     "BSpline",
     "BSpline3d",
+    "Displacement",
+    "Displacement3d",
+    "Velocity",
+    "Velocity3d",
     "get",
     "list_transforms",
     "register_transform",

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from .._validate import check_positive_int
-from ..coords import base_grid
+from ..coords import base_grid, pixel_centres
 from ._linear import cached
 
 
@@ -65,3 +65,43 @@ def separable(coeffs: Tensor, bases: Sequence[Tensor]) -> Tensor:
         out = torch.matmul(bases[0], out.reshape(n, c, gz, h * w))  # (N, C, D, H*W)
         return out.view(n, c, bases[0].shape[0], h, w)  # (N, C, D, H, W)
     return torch.matmul(bases[0], out)  # (N, C, H, W)
+
+
+def linear_weights(x: Tensor, h: int) -> Tensor:
+    """Linear-interpolation weights of ``h`` nodes at the pixel centres of an ``h``-pixel axis
+    (``align_corners=False``) at normalised ``x``; beyond the border nodes the border value.
+
+    Args:
+        x: ``(...)`` normalised coordinates.
+        h: Nodes on the axis.
+
+    Returns:
+        ``(..., h)``, at most two non-zeros per point, summing to 1.
+    """
+    t = (((x + 1) * h - 1) / 2).clamp(0, h - 1)  # node units, border clamp
+    cell = t.floor().clamp(0, max(h - 2, 0))
+    s = t - cell
+    w = torch.stack([1 - s, s], -1)  # (..., 2)
+    index = (cell.long().unsqueeze(-1) + torch.arange(2, device=x.device)).clamp(max=h - 1)  # (..., 2)
+    return torch.zeros(*x.shape, h, dtype=x.dtype, device=x.device).scatter_add_(-1, index, w)
+
+
+def resize(field: Tensor, size: tuple[int, ...], align_corners: bool) -> Tensor:
+    """A field with nodes at its own pixel centres (``align_corners=False``), linearly
+    interpolated at the pixel centres of ``size`` in the ``align_corners`` convention.
+
+    Args:
+        field: ``(N, C, *field_size)``.
+
+    Returns:
+        ``(N, C, *size)`` (``field`` itself when nothing changes).
+    """
+    if tuple(field.shape[2:]) == tuple(size) and not align_corners:
+        return field
+    dtype, device = field.dtype, field.device
+
+    def one(n: int, h: int) -> Tensor:
+        make = lambda: linear_weights(pixel_centres(n, align_corners, dtype=torch.float64), h).to(dtype=dtype, device=device)
+        return cached(("linear-axis", n, h, bool(align_corners), dtype, device), make)
+
+    return separable(field, [one(n, h) for n, h in zip(size, field.shape[2:])])

@@ -118,7 +118,7 @@ class BSpline3d(BSpline):
     name = "bspline3d"
     ndim = 3
 
-    def __init__(self, grid_size: int | Sequence[int] = 5) -> None:
+    def __init__(self, grid_size: int | Sequence[int] = 4) -> None:
         super().__init__(grid_size)
 
 

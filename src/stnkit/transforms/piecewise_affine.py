@@ -73,6 +73,7 @@ class PiecewiseAffine(Transform):
         super().__init__()
         self.grid_size = check_positive_int("grid_size", grid_size, minimum=2)
         self.num_params = 2 * grid_size * grid_size
+        self.register_buffer("control_points", self.identity(dtype=torch.float32).view(-1, 2), persistent=False)
 
     def identity(self, *, dtype=None, device=None) -> Tensor:
         axis = torch.linspace(-1.0, 1.0, self.grid_size, dtype=torch.float64)
