@@ -122,7 +122,7 @@ class SpatialTransformer(nn.Module):
         features = self.localisation(x)
         n, h, p = x.shape[0], self.heads, self.transform.num_params
         if self.regression is None:
-            if not isinstance(features, Tensor) or features.dim() < 1 or features[0].numel() != h * p:
+            if not isinstance(features, Tensor) or features.dim() < 1 or features.shape[1:].numel() != h * p:
                 got = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
                 raise ValueError(f"localisation: with regression=False expected heads * num_params = {h * p} "
                                  f"values per sample, shape (N, {h * p}) or e.g. (N, {self.transform.ndim}, ...); "
