@@ -227,3 +227,33 @@ def test_iterative_transformer_contract(name):
         ic.regression.bias.add_(torch.linspace(-0.05, 0.05, ic.regression.bias.numel(), dtype=torch.float64))
     check_contract(Case(f"IterativeSpatialTransformer({name})", ic, lambda m, x: m(x, return_thetas=True),
                         lambda g: (torch.rand(shape, generator=g, dtype=torch.float64),)))
+
+
+# -- the field utilities and a transformer without regression layer (stnkit.fields, issue 13) -----
+FIELD_FUNCTIONS = {
+    "integrate_velocity": lambda f, a, b: stnkit.fields.integrate_velocity(a, 3),
+    "invert_field": lambda f, a, b: stnkit.fields.invert_field(a, 3),
+    "compose_fields": lambda f, a, b: stnkit.fields.compose_fields(a, b),
+    "jacobian_determinant": lambda f, a, b: stnkit.fields.jacobian_determinant(a),
+    "folding_fraction": lambda f, a, b: stnkit.fields.folding_fraction(a * 8),
+    "to_voxel": lambda f, a, b: stnkit.fields.from_voxel(stnkit.fields.to_voxel(a) + b),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FIELD_FUNCTIONS))
+@pytest.mark.parametrize("size", [(5, 6), (3, 4, 5)])
+def test_field_utilities_contract(name, size):
+    d = len(size)
+    check_contract(Case(f"fields.{name}", None, FIELD_FUNCTIONS[name],
+                        lambda g: tuple(torch.rand(3, d, *size, generator=g, dtype=torch.float64) * 0.2 - 0.1
+                                        for _ in range(2))))
+
+
+def test_spatial_transformer_without_regression_contract():
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 2, 3, padding=1), torch.nn.AdaptiveAvgPool2d(4))
+    st = stnkit.SpatialTransformer(net, "velocity", transform_options={"field_size": 4, "steps": 3},
+                                   regression=False).double().eval()
+    with torch.no_grad():
+        net[0].weight.normal_(0, 0.1, generator=torch.Generator().manual_seed(0))
+    check_contract(Case("SpatialTransformer(velocity, regression=False)", st, lambda m, x: m(x, return_theta=True),
+                        lambda g: (torch.rand(3, 2, 9, 8, generator=g, dtype=torch.float64),)))

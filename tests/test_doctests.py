@@ -24,10 +24,14 @@ CORE_MODULES = [
     "stnkit.localisation",
     "stnkit._io",
     "stnkit.errors",
+    "stnkit.fields",
+    "stnkit.transforms.piecewise_affine",
+    "stnkit.transforms.bspline",
+    "stnkit.transforms.displacement",
 ]
 # Modules whose docstrings must hold at least one example.
 WITH_EXAMPLES = {"stnkit.coords", "stnkit._registry", "stnkit.transforms", "stnkit.sampling", "stnkit.reference",
-                 "stnkit.functional", "stnkit.module", "stnkit.localisation", "stnkit._io"}
+                 "stnkit.functional", "stnkit.module", "stnkit.localisation", "stnkit._io", "stnkit.fields"}
 
 
 @pytest.mark.parametrize("name", CORE_MODULES)

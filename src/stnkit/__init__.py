@@ -13,7 +13,7 @@ The coordinate convention is defined once, in :mod:`stnkit.coords`.
 
 from __future__ import annotations
 
-from . import coords, errors, fastpath, transforms
+from . import coords, errors, fastpath, fields, transforms
 from .functional import warp
 from .iterative import IterativeSpatialTransformer
 from .localisation import LocalisationNet, conv_localisation, fc_localisation
@@ -31,6 +31,7 @@ __all__ = [
     "errors",
     "fastpath",
     "fc_localisation",
+    "fields",
     "sample",
     "transforms",
     "warp",
