@@ -213,3 +213,31 @@ def test_spatial_transformer_contract(name, helpers):
     st = helpers.make_st(name, shape[1:], heads=2, fill=0.25).double().eval()
     check_contract(Case(f"SpatialTransformer({name})", st, lambda m, x: m(x, return_theta=True),
                         lambda g: (torch.rand(shape, generator=g, dtype=torch.float64),)))
+
+
+# -- export (the contract checker's "export" check): ONNX in onnxruntime and torch.export ----------------
+def _horizon_theta(n, g):
+    """Projective theta whose horizon (w = 0) crosses the output: w = g x + h y + 1 with |g| + |h| > 1."""
+    theta = helpers_random_theta(get("projective"), n, g)
+    theta[:, 6:8] = torch.tensor([1.3, -0.4], dtype=torch.float64) + 0.1 * torch.rand(n, 2, generator=g, dtype=torch.float64)
+    return theta
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_export_contract(name, helpers):
+    family = get(name)
+    shape = _shape(name, 3, 2)
+    out_size = (3, 4, 5) if family.ndim == 3 else (6, 11)
+    st = helpers.make_st(name, shape[1:], heads=2, fill=0.25, output_size=out_size).eval()
+    cases = [
+        Case(f"stnkit.warp({name}) export", family, lambda f, theta, x: stnkit.warp(x, theta, f, fill=0.25),
+             lambda g: (helpers_random_theta(family, 3, g), torch.rand(shape, generator=g, dtype=torch.float64))),
+        Case(f"SpatialTransformer({name}, heads=2, fill, output_size) export", st,
+             lambda m, x: m(x, return_theta=True), lambda g: (torch.rand(shape, generator=g),)),
+    ]
+    if name == "projective":
+        cases.append(Case("stnkit.warp(projective) near the horizon export", family,
+                          lambda f, theta, x: stnkit.warp(x, theta, f, padding="border"),
+                          lambda g: (_horizon_theta(3, g), torch.rand(shape, generator=g, dtype=torch.float64))))
+    for case in cases:
+        check_contract(case, ("export",))

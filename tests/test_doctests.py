@@ -24,10 +24,12 @@ CORE_MODULES = [
     "stnkit.localisation",
     "stnkit._io",
     "stnkit.errors",
+    "stnkit.export",
 ]
 # Modules whose docstrings must hold at least one example.
 WITH_EXAMPLES = {"stnkit.coords", "stnkit._registry", "stnkit.transforms", "stnkit.sampling", "stnkit.reference",
-                 "stnkit.functional", "stnkit.module", "stnkit.localisation", "stnkit._io"}
+                 "stnkit.functional", "stnkit.module", "stnkit.localisation", "stnkit._io",
+                 "stnkit.export"}
 
 
 @pytest.mark.parametrize("name", CORE_MODULES)

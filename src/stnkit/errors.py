@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["NonFiniteThetaError", "check_theta", "raise_pending"]
+__all__ = ["ExportError", "NonFiniteThetaError", "check_theta", "raise_pending"]
 
 # device -> 0-dim bool tensor on that device: "some theta since the last raise_pending was non-finite"
 _PENDING: dict[torch.device, Tensor] = {}
@@ -51,6 +51,12 @@ class NonFiniteThetaError(ValueError):
 
     def __reduce__(self):  # picklable across processes (DDP, DataLoader workers)
         return (_rebuild, (str(self), self.name, self.device, self.samples))
+
+
+class ExportError(RuntimeError):
+    """A model (or an option of it) that cannot be exported as asked: an ONNX opset without the
+    operators it needs, TorchScript (deprecated: use ``torch.export``), or what the exporter refuses
+    (its reason is in the message). See :mod:`stnkit.export`."""
 
 
 def _rebuild(message: str, name: str, device: torch.device | None, samples: tuple[int, ...] | None):

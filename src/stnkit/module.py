@@ -131,6 +131,12 @@ class SpatialTransformer(nn.Module):
             theta = theta.view(n, h, p)
         return (out, theta) if return_theta else out
 
+    def __prepare_scriptable__(self) -> SpatialTransformer:  # torch.jit.script calls it first
+        from .export import torchscript_unsupported
+
+        torchscript_unsupported()
+        return self
+
     def extra_repr(self) -> str:
         return (f"heads={self.heads}, output_size={self.output_size}, mode={self.mode!r}, "
                 f"padding={self.padding!r}, align_corners={self.align_corners}")
