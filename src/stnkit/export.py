@@ -29,10 +29,13 @@ Example:
 from __future__ import annotations
 
 import inspect
+import logging
 import os
+import warnings
+from contextlib import contextmanager
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -103,7 +106,8 @@ def _is_3d(module: nn.Module) -> bool:
 
 def _export(module: nn.Module, args: tuple[Tensor, ...], dynamic_batch: bool) -> torch.export.ExportedProgram:
     try:
-        return torch.export.export(module, args, dynamic_shapes=_dynamic_shapes(module, args, dynamic_batch))
+        with _quiet("torch.export"):
+            return torch.export.export(module, args, dynamic_shapes=_dynamic_shapes(module, args, dynamic_batch))
     except Exception as err:  # the exporter raises many types; one typed error for the caller
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ExportError(f"module: torch.export could not export {type(module).__name__} with inputs of shapes "
@@ -180,8 +184,9 @@ def export_onnx(module: nn.Module, example: Tensor | tuple[Tensor, ...], path: s
 
     def save(tmp: Path) -> None:
         try:
-            onnx_program = torch.onnx.export(program, args, dynamo=True, opset_version=opset, input_names=names,
-                                             optimize=True, verbose=False)
+            with _quiet("onnxscript", "onnx_ir", "torch.onnx"):
+                onnx_program = torch.onnx.export(program, args, dynamo=True, opset_version=opset,
+                                                 input_names=names, optimize=True, verbose=False)
         except Exception as err:
             raise ExportError(f"module: the ONNX exporter (opset {opset}) could not convert "
                               f"{type(module).__name__}: {type(err).__name__}: {str(err).strip()[:500]}") from err
@@ -189,6 +194,23 @@ def export_onnx(module: nn.Module, example: Tensor | tuple[Tensor, ...], path: s
 
     _write(Path(path), save)
     return Path(path)
+
+
+@contextmanager
+def _quiet(*names: str) -> Iterator[None]:
+    """The exporters' progress notes (INFO), notes on torchvision operators and a deprecation inside
+    PyTorch (``LeafSpec``) are noise to the caller; errors still come through (raised)."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def _write(path: Path, write: Any) -> None:

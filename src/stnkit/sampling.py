@@ -107,9 +107,15 @@ def _is_fill(fill: object) -> bool:
     return _is_number(fill)
 
 
-def _fill_tensor(fill: Fill, input: Tensor) -> Tensor:
+def _fill_tensor(fill: Fill, input: Tensor) -> Tensor | float:
     c = input.shape[1]
-    value = torch.as_tensor(fill, dtype=input.dtype, device=input.device)
+    if _is_number(fill):  # a Python number: no tensor, no host-to-device copy
+        return float(fill)  # type: ignore[arg-type]
+    if isinstance(fill, Tensor):
+        value = fill.to(dtype=input.dtype, device=input.device, non_blocking=True)
+    else:  # a sequence: built on the host, copied without making the host wait (pageable memory
+        # is staged before the call returns, so the temporary may go)
+        value = torch.tensor(fill, dtype=input.dtype).to(input.device, non_blocking=True)
     if value.dim() == 0:
         return value
     if value.dim() != 1 or value.shape[0] not in (1, c):

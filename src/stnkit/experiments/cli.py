@@ -1,6 +1,6 @@
 """The ``stnkit`` command: parses arguments, builds a config and calls the library.
 
-Subcommands: ``train``, ``eval``, ``list``, ``show``, ``report`` and ``quickstart`` (the README's
+Subcommands: ``train``, ``eval``, ``list``, ``show``, ``report``, ``export`` and ``quickstart`` (the README's
 main job). User errors (bad names or numbers, missing data or files) end with one line
 ``stnkit <command>: error: ...`` and exit status 2; set ``STNKIT_DEBUG=1`` for the traceback.
 """
@@ -231,6 +231,21 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from ..errors import ExportError
+    from .export import export_run
+
+    _recover(args.run)
+    try:
+        r = export_run(args.run, args.format, args.out, data_dir=args.data_dir, batch_size=args.batch_size,
+                       opset=args.opset)
+    except ExportError as err:
+        raise UserError(str(err)) from err
+    print(f"wrote {r['path']} ({r['format']}); on {r['n']} test images the exported model's largest logit "
+          f"difference is {r['max_diff']:.2e}, its predictions agree {r['agreement']:.2f}%, test error {r['error']:.2f}%")
+    return 0
+
+
 def cmd_quickstart(args: argparse.Namespace) -> int:
     from .train import TrainConfig
 
@@ -313,6 +328,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", help="run directories")
     p.add_argument("--out", default="report.md", help="report file (default: report.md)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("export", help="export a run's model to ONNX or torch.export, checked on its test images")
+    p.add_argument("run", help="run directory or checkpoint file")
+    p.add_argument("--format", required=True, choices=("onnx", "exported-program", "torchscript"),
+                   help="onnx or exported-program (torchscript is deprecated in PyTorch: refused with a pointer)")
+    p.add_argument("--out", required=True, help="file to write (e.g. model.onnx, model.pt2)")
+    p.add_argument("--opset", type=int, default=20, help="ONNX opset (default: 20)")
+    p.add_argument("--data-dir", help="where the digits are, if not where the run found them")
+    p.add_argument("--batch-size", type=int, default=500, help="images per call of the exported file (default: 500)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("quickstart", help="CNN vs ST-CNN on RTS in a few minutes (embedded digits)")
     p.add_argument("--out", default="runs/quickstart", help="where the two runs go (default: runs/quickstart)")

@@ -82,10 +82,17 @@ def evaluate_run(path: str | Path, *, npz: str | Path | None = None, data_dir: s
                              f"{int(labels.min())}..{int(labels.max())}")
         result = evaluate(model, _batches(images, labels, batch_size))
         return {**result, "on": str(npz)}
-    test = data.DistortedDigits(config.dataset, "test", name=config.digits, data_dir=data_dir or config.data_dir,
-                                seed=config.seed, limit=config.test_limit or config.limit)
+    test = run_test_set(config, data_dir)
     result = evaluate(model, test.batches(0, batch_size))
     return {**result, "on": f"{config.digits} {config.dataset} test set"}
+
+
+def run_test_set(config: TrainConfig, data_dir: str | None = None) -> Any:
+    """The fixed test set of a run (a ``DistortedDigits``), from ``data_dir`` or where the run found it."""
+    from .. import data
+
+    return data.DistortedDigits(config.dataset, "test", name=config.digits, data_dir=data_dir or config.data_dir,
+                                seed=config.seed, limit=config.test_limit or config.limit)
 
 
 def _num_classes(model: nn.Module) -> int:
