@@ -47,7 +47,7 @@ class SpatialTransformer(nn.Module):
         >>> import torch, stnkit
         >>> st = stnkit.SpatialTransformer(stnkit.fc_localisation((1, 28, 28)), "affine")
         >>> x = torch.rand(4, 1, 28, 28)
-        >>> torch.allclose(st(x), x, atol=1e-6)
+        >>> torch.allclose(st(x), x, atol=1e-5)   # bilinear rounding: about 1e-6
         True
     """
 

@@ -9,8 +9,9 @@ Example (a run trained by ``stnkit train --out runs/st``)::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
