@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import importlib.metadata
 import re
+import sys
 from pathlib import Path
 
+import pytest
+
 import stnkit
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    tomllib = pytest.importorskip("tomli")
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -16,9 +24,10 @@ def test_installed_version_is_the_package_version():
 
 
 def test_pyproject_reads_the_version_from_the_package():
-    text = (ROOT / "pyproject.toml").read_text()
-    assert 'dynamic = ["version"]' in text and 'attr = "stnkit.__version__"' in text
-    assert not re.search(r"^version\s*=", text, re.MULTILINE), "a second, literal version in pyproject.toml"
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "version" not in config["project"], "a second, literal version in pyproject.toml"
+    assert "version" in config["project"]["dynamic"]
+    assert config["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "stnkit.__version__"}
 
 
 def test_changelog_names_the_version():
