@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import importlib
+from pathlib import Path
 
 import pytest
 
@@ -39,3 +40,18 @@ def test_docstring_examples(name):
     assert result.failed == 0, f"{result.failed} of {result.attempted} examples failed in {name}"
     if name in WITH_EXAMPLES:
         assert result.attempted > 0, f"{name} has no docstring example"
+
+
+DOCS = sorted((Path(__file__).resolve().parent.parent / "docs").glob("*.md"))
+
+
+@pytest.mark.parametrize("page", [p for p in DOCS if ">>> " in p.read_text()], ids=lambda p: p.name)
+def test_documentation_examples(page):
+    """The ``>>>`` examples of the documentation site's pages run and print what they say."""
+    result = doctest.testfile(str(page), module_relative=False,
+                              optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False)
+    assert result.failed == 0, f"{result.failed} of {result.attempted} examples failed in {page.name}"
+
+
+def test_documentation_pages_hold_examples():
+    assert len([p for p in DOCS if ">>> " in p.read_text()]) >= 3
