@@ -55,3 +55,18 @@ def test_documentation_examples(page):
 
 def test_documentation_pages_hold_examples():
     assert len([p for p in DOCS if ">>> " in p.read_text()]) >= 3
+
+
+SRC = Path(__file__).resolve().parent.parent / "src"
+OTHER_MODULES = sorted(
+    ".".join(p.relative_to(SRC).with_suffix("").parts).removesuffix(".__init__")
+    for p in (SRC / "stnkit").rglob("*.py") if ">>> " in p.read_text(encoding="utf-8"))
+OTHER_MODULES = [m for m in OTHER_MODULES if m not in CORE_MODULES]
+
+
+@pytest.mark.parametrize("name", OTHER_MODULES)
+def test_every_other_modules_examples(name):
+    """Any module with a ``>>>`` example (the experiments', a new one) runs it, without being listed."""
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False)
+    assert result.failed == 0, f"{result.failed} of {result.attempted} examples failed in {name}"
