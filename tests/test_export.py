@@ -76,3 +76,14 @@ def test_saved_program_round_trips(tmp_path):
 def test_export_leaves_the_fast_paths_on_for_eager_calls():
     export_program(_st(), torch.rand(2, 1, 8, 8))
     assert stnkit.fastpath.enabled()
+
+
+def test_an_example_of_one_sample_still_gives_a_dynamic_batch(tmp_path):
+    st = _st("projective")
+    nn.init.normal_(st.regression.weight, std=0.1)
+    program = export_program(st, torch.rand(1, 1, 8, 8))
+    x = torch.rand(3, 1, 8, 8)
+    torch.testing.assert_close(program.module()(x), st(x), atol=1e-5, rtol=0)
+    export_onnx(st, torch.rand(1, 1, 8, 8), tmp_path / "m.onnx")
+    batch = onnx.load(tmp_path / "m.onnx").graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch.dim_param and not batch.dim_value

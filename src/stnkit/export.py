@@ -31,7 +31,6 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,6 +40,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ._io import atomic_open, atomic_write
 from .errors import ExportError
 
 __all__ = ["ExportError", "MIN_OPSET", "MIN_OPSET_3D", "export_onnx", "export_program", "load_program",
@@ -66,7 +66,9 @@ def torchscript_unsupported(*_: Any, **__: Any) -> None:
     raise ExportError(TORCHSCRIPT_MESSAGE)
 
 
-def _as_tuple(example: Tensor | tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+def _as_tuple(example: Tensor | tuple[Tensor, ...], dynamic_batch: bool) -> tuple[Tensor, ...]:
+    """The example as a tuple of inputs; one sample is traced as two when the batch is dynamic (the
+    exporter would fix a batch of 1 in the graph)."""
     args = (example,) if isinstance(example, Tensor) else tuple(example)
     if not args or not all(isinstance(a, Tensor) for a in args):
         got = type(example).__name__ if not isinstance(example, tuple) else [type(a).__name__ for a in example]
@@ -75,6 +77,8 @@ def _as_tuple(example: Tensor | tuple[Tensor, ...]) -> tuple[Tensor, ...]:
     if len(batch) != 1:
         raise ValueError(f"example: expected inputs sharing one batch size (dimension 0), got shapes "
                          f"{[tuple(a.shape) for a in args]}")
+    if dynamic_batch and batch == {1}:
+        args = tuple(torch.cat([a, a]) if a.dim() > 0 else a for a in args)  # (2, ...)
     return args
 
 
@@ -121,9 +125,9 @@ def export_program(module: nn.Module, example: Tensor | tuple[Tensor, ...], path
 
     Args:
         module: In eval mode; called as ``module(*example)``.
-        example: Example input(s), batch first, e.g. ``(N, C, H, W)``.
+        example: Example input(s), batch first, e.g. ``(N, C, H, W)`` (one sample is traced as two).
         path: Where to save (``torch.export.save``; load with :func:`load_program`), written to a
-            temporary file then renamed.
+            temporary file then renamed (:mod:`stnkit._io`).
         dynamic_batch: Export dimension 0 of every input as a dynamic batch size.
 
     Returns:
@@ -133,10 +137,11 @@ def export_program(module: nn.Module, example: Tensor | tuple[Tensor, ...], path
         ExportError: What cannot be exported, with the exporter's reason.
     """
     _check_module(module)
-    args = _as_tuple(example)
+    args = _as_tuple(example, dynamic_batch)
     program = _export(module, args, dynamic_batch)
     if path is not None:
-        _write(Path(path), lambda tmp: torch.export.save(program, tmp))
+        with atomic_open(path) as f:
+            torch.export.save(program, f)
     return program
 
 
@@ -155,7 +160,7 @@ def export_onnx(module: nn.Module, example: Tensor | tuple[Tensor, ...], path: s
 
     Args:
         module: In eval mode; called as ``module(*example)``.
-        example: Example input(s), batch first.
+        example: Example input(s), batch first (one sample is traced as two).
         path: The ``.onnx`` file, written to a temporary file then renamed.
         opset: ONNX opset, at least 18 (the exporter's first), at least 20 for 3-D families.
         dynamic_batch: Export dimension 0 of every input as a dynamic batch size.
@@ -167,7 +172,7 @@ def export_onnx(module: nn.Module, example: Tensor | tuple[Tensor, ...], path: s
         ExportError: An opset without the operators needed, or what the exporter cannot export.
     """
     _check_module(module)
-    args = _as_tuple(example)
+    args = _as_tuple(example, dynamic_batch)
     if not isinstance(opset, int) or isinstance(opset, bool):
         raise TypeError(f"opset: expected an int, got {type(opset).__name__}")
     if opset < MIN_OPSET:
@@ -183,19 +188,16 @@ def export_onnx(module: nn.Module, example: Tensor | tuple[Tensor, ...], path: s
     program = _export(module, args, dynamic_batch)
     names = [f"input{i}" for i in range(len(args))]
 
-    def save(tmp: Path) -> None:
-        try:
-            with _quiet("onnxscript", "onnx_ir", "torch.onnx"):
-                onnx_program = torch.onnx.export(program, args, dynamo=True, opset_version=opset,
-                                                 input_names=names, optimize=True, verbose=False)
-        except Exception as err:
-            raise ExportError(f"module: the ONNX exporter (opset {opset}) could not convert "
-                              f"{type(module).__name__}: {type(err).__name__}: {str(err).strip()[:500]}") from err
-        if onnx_program is None:  # only with dynamo=False, never here
-            raise ExportError("module: the ONNX exporter returned no program")
-        onnx_program.save(tmp)
-
-    _write(Path(path), save)
+    try:
+        with _quiet("onnxscript", "onnx_ir", "torch.onnx"):
+            onnx_program = torch.onnx.export(program, args, dynamo=True, opset_version=opset, input_names=names,
+                                             optimize=True, verbose=False)
+    except Exception as err:
+        raise ExportError(f"module: the ONNX exporter (opset {opset}) could not convert "
+                          f"{type(module).__name__}: {type(err).__name__}: {str(err).strip()[:500]}") from err
+    if onnx_program is None:  # only with dynamo=False, never here
+        raise ExportError("module: the ONNX exporter returned no program")
+    atomic_write(path, onnx_program.model_proto.SerializeToString())
     return Path(path)
 
 
@@ -214,16 +216,3 @@ def _quiet(*names: str) -> Iterator[None]:
     finally:
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
-
-
-def _write(path: Path, write: Any) -> None:
-    """Calls ``write(tmp)`` on a temporary file beside ``path``, then renames it to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
