@@ -140,7 +140,7 @@ def export_program(module: nn.Module, example: Tensor | tuple[Tensor, ...], path
     args = _as_tuple(example, dynamic_batch)
     program = _export(module, args, dynamic_batch)
     if path is not None:
-        with atomic_open(path) as f:
+        with atomic_open(Path(path)) as f:
             torch.export.save(program, f)
     return program
 
@@ -197,7 +197,7 @@ def export_onnx(module: nn.Module, example: Tensor | tuple[Tensor, ...], path: s
                           f"{type(module).__name__}: {type(err).__name__}: {str(err).strip()[:500]}") from err
     if onnx_program is None:  # only with dynamo=False, never here
         raise ExportError("module: the ONNX exporter returned no program")
-    atomic_write(path, onnx_program.model_proto.SerializeToString())
+    atomic_write(Path(path), onnx_program.model_proto.SerializeToString())
     return Path(path)
 
 
