@@ -15,16 +15,17 @@ import torch
 
 from . import _timing
 
-SECTIONS = ("affine", "tps", "projective", "training", "distortions")
+SECTIONS = ("affine", "tps", "projective", "sampling", "training", "distortions")
 
 
 def _runners(smoke: bool, repeats: int, warmup: int) -> dict[str, Callable[[], list[dict[str, Any]]]]:
-    from . import affine, kornia_warps, training
+    from . import affine, kornia_warps, sampling, training
 
     return {
         "affine": lambda: affine.run(smoke, repeats, warmup),
         "tps": lambda: kornia_warps.run_tps(smoke, repeats, warmup),
         "projective": lambda: kornia_warps.run_projective(smoke, repeats, warmup),
+        "sampling": lambda: sampling.run(smoke, repeats, warmup),
         "training": lambda: [training.training_step(smoke, max(repeats // 2, 3), warmup)],
         "distortions": lambda: training.distortions(smoke),
     }

@@ -23,8 +23,8 @@ ADDITION_MODELS = [("fcn", "affine"), ("cnn", "affine")] + [
     (model, transform) for model in ("st-fcn", "2xst-fcn") for transform in ("affine", "projective", "tps")]
 
 
-def config(model: str, transform: str, dataset: str) -> dict:
-    values = {"model": model, "transform": transform, "dataset": dataset, **PAPER}
+def config(model: str, transform: str, task: str) -> dict:
+    values = {"model": model, "transform": transform, "task": task, **PAPER}
     if transform == "tps" and model.endswith(("st-fcn", "st-cnn")):
         values["transform_options"] = TPS
     return values

@@ -20,6 +20,8 @@ Checks:
         float32, exported by :mod:`stnkit.export` with a dynamic batch, then run at another batch
         size than the traced one (fresh inputs) through ``torch.export.save/load`` and through ONNX in
         ``onnxruntime``, is within ``EXPORT_ATOL`` of the eager call (which takes the fast paths).
+    ``additive`` (not a default; for members whose outputs are sums over the batch, such as a
+        task's training step): the batched call equals the SUM of the calls on one sample at a time.
 
 Example::
 
@@ -270,6 +272,16 @@ def _export(case: Case) -> None:
     assert len(got) == len(want), f"ONNX gives {len(got)} outputs, eager {len(want)}"
     for i, (g, w) in enumerate(zip(got, want)):
         assert_same(torch.from_numpy(g), w, (EXPORT_ATOL, 0.0), f"ONNX (onnxruntime) output {i} vs eager")
+
+
+@check("additive")
+def _additive(case: Case) -> None:
+    inputs = case.inputs()
+    n = _batch_size(case, inputs)
+    assert n >= 2, "make_inputs should give a batch of at least 2 for this check"
+    parts = [case.run(inputs=_slice(case, inputs, slice(i, i + 1))) for i in range(n)]
+    total = pytree.tree_map(lambda *leaves: sum(leaves[1:], leaves[0]), *parts)
+    assert_same(total, case.run(inputs=inputs), case.tolerance(inputs), "sum of one-by-one vs batched")
 
 
 def _batch_size(case: Case, inputs: tuple) -> int:

@@ -17,7 +17,7 @@ if str(ROOT) not in sys.path:  # `benchmarks` sits at the repository root, besid
 from benchmarks import __main__ as cli  # noqa: E402
 from benchmarks import _timing  # noqa: E402
 
-COMPARED = {"affine", "tps", "projective", "training"}
+COMPARED = {"affine", "tps", "projective", "training", "sampling", "deterministic"}
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def test_contenders_compute_the_same_warp(smoke):
     its kernels elsewhere, so only the same scale of output is asked)."""
     _, report = smoke
     for r in report["results"]:
-        if r["section"] in ("affine", "projective"):
+        if r["section"] in ("affine", "projective", "deterministic"):
             assert r["max_abs_diff"] < 1e-5, r["name"]
         elif r["section"] == "tps":
             assert r["max_abs_diff"] < 0.5, r["name"]

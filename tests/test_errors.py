@@ -202,9 +202,9 @@ def test_tps_grid_size_must_be_an_int(grid_size):
         get("tps", grid_size=grid_size)
 
 
-@pytest.mark.parametrize("smoothing", [-0.1, math.nan, "0"])
+@pytest.mark.parametrize("smoothing", [-0.1, math.nan, math.inf, "0"])
 def test_tps_bad_smoothing(smoothing):
-    with pytest.raises(ValueError, match=r"smoothing: expected a float >= 0, got"):
+    with pytest.raises(ValueError, match=r"smoothing: expected a finite float >= 0, got"):
         get("tps", smoothing=smoothing)
 
 

@@ -5,7 +5,8 @@ The pipeline is ``theta -> grid -> sample``:
 * :mod:`stnkit.transforms`: transform families (registry), each ``theta -> grid``;
 * :func:`stnkit.sample`: the sampler (``grid -> output``);
 * :func:`stnkit.warp`: both in one call;
-* :class:`stnkit.SpatialTransformer`: localisation net + family + sampler as an ``nn.Module``.
+* :class:`stnkit.SpatialTransformer`: localisation net + family + sampler as an ``nn.Module``;
+* :class:`stnkit.IterativeSpatialTransformer`: the same net applied K times, warps composed (IC-STN).
 
 The coordinate convention is defined once, in :mod:`stnkit.coords`.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 from . import coords, errors, fastpath, transforms
 from .functional import warp
+from .iterative import IterativeSpatialTransformer
 from .localisation import LocalisationNet, conv_localisation, fc_localisation
 from .module import SpatialTransformer
 from .sampling import sample
@@ -21,6 +23,7 @@ from .sampling import sample
 __version__ = "0.2.0"  # the one place; pyproject.toml reads it (setuptools dynamic version)
 
 __all__ = [
+    "IterativeSpatialTransformer",
     "SpatialTransformer",
     "LocalisationNet",
     "conv_localisation",

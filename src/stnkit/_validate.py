@@ -108,3 +108,29 @@ def check_finite(name: str, x: Tensor) -> Tensor:
             f"or its input holds NaN"
         )
     return x
+
+
+def check_bool(name: str, value: object) -> bool:
+    """Checks that a flag is a real ``bool`` (not ``0``/``1``, a string or a tensor)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name}: expected a bool (True or False), got {value!r} ({type(value).__name__})")
+    return value
+
+
+def check_same_device(name: str, x: Tensor, other_name: str, other: Tensor) -> None:
+    """Checks that ``x`` is on ``other``'s device (names both and both devices)."""
+    if x.device != other.device:
+        raise ValueError(f"{name}: expected a tensor on {other_name}'s device {other.device}, got {x.device}")
+
+
+def check_same_dtype(name: str, x: Tensor, other_name: str, other: Tensor) -> None:
+    """Checks that ``x`` has ``other``'s dtype (names both and both dtypes)."""
+    if x.dtype != other.dtype:
+        raise TypeError(f"{name}: expected {other_name}'s dtype {other.dtype}, got {x.dtype}")
+
+
+def check_same_batch(name: str, x: Tensor, other_name: str, other: Tensor) -> None:
+    """Checks that ``x`` and ``other`` have the same batch size (dimension 0)."""
+    if x.shape[0] != other.shape[0]:
+        raise ValueError(f"{name}: batch size {x.shape[0]} does not match {other_name}'s {other.shape[0]} "
+                         f"({name} shape {_shape(x)}, {other_name} shape {_shape(other)})")

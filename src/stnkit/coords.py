@@ -19,6 +19,8 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from ._validate import check_bool
+
 _CACHE_SIZE = 64
 _base_grid_cache: "OrderedDict[tuple, Tensor]" = OrderedDict()
 
@@ -38,6 +40,7 @@ def pixel_centres(n: int, align_corners: bool = False, *, dtype: torch.dtype | N
         >>> pixel_centres(4).tolist()
         [-0.75, -0.25, 0.25, 0.75]
     """
+    check_bool("align_corners", align_corners)
     dtype = dtype or torch.get_default_dtype()
     if align_corners:
         if n <= 1:  # matches torch.nn.functional.affine_grid
@@ -58,9 +61,10 @@ def base_grid(size: Sequence[int], align_corners: bool = False, *, dtype: torch.
         ``(H*W, 3)`` rows ``(x, y, 1)`` in row-major pixel order, or ``(D*H*W, 4)`` rows
         ``(x, y, z, 1)``. The tensor is shared between callers: never modify it in place.
     """
+    check_bool("align_corners", align_corners)
     dtype = dtype or torch.get_default_dtype()
     device = torch.device(device) if device is not None else torch.device("cpu")
-    key = (tuple(size), bool(align_corners), dtype, device)
+    key = (tuple(size), align_corners, dtype, device)
     if torch.compiler.is_compiling():
         return _make_base_grid(*key)
     grid = _base_grid_cache.get(key)
@@ -100,6 +104,7 @@ def normalized_to_pixel(points: Tensor, size: Sequence[int], align_corners: bool
         >>> normalized_to_pixel(torch.tensor([[-1.0, 1.0], [0.0, 0.0]]), (3, 4)).tolist()
         [[-0.5, 2.5], [1.5, 1.0]]
     """
+    check_bool("align_corners", align_corners)
     extent = torch.tensor(list(reversed(list(size))), dtype=points.dtype, device=points.device)  # (W, H[, D])
     if align_corners:
         return (points + 1) / 2 * (extent - 1)
@@ -117,6 +122,7 @@ def pixel_to_normalized(points: Tensor, size: Sequence[int], align_corners: bool
         >>> pixel_to_normalized(torch.tensor([[0.0, 2.0]]), (4, 4)).tolist()
         [[-0.75, 0.25]]
     """
+    check_bool("align_corners", align_corners)
     extent = torch.tensor(list(reversed(list(size))), dtype=points.dtype, device=points.device)  # (W, H[, D])
     if align_corners:
         return torch.where(extent > 1, points / (extent - 1).clamp_min(1) * 2 - 1, torch.zeros_like(points))

@@ -28,7 +28,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["ExportError", "NonFiniteThetaError", "check_theta", "raise_pending"]
+__all__ = ["AllocationTooLargeError", "ExportError", "NonFiniteThetaError", "check_allocation", "check_theta",
+           "max_allocation_bytes", "raise_pending", "set_max_allocation_bytes"]
 
 # device -> 0-dim bool tensor on that device: "some theta since the last raise_pending was non-finite"
 _PENDING: dict[torch.device, Tensor] = {}
@@ -122,3 +123,71 @@ def raise_pending(device: torch.device | str | None = None) -> None:
         raise NonFiniteThetaError(
             f"theta: expected finite values, got NaN or infinity on {where} in a forward pass since the last "
             f"check; the localisation net has diverged or its input holds NaN", device=bad[0])
+
+
+# -- allocation limit -------------------------------------------------------------------------------
+#: Default largest single tensor stnkit allocates for a grid or an output (bytes); see
+#: :func:`set_max_allocation_bytes`.
+DEFAULT_MAX_ALLOCATION_BYTES = 32 * 2**30
+_max_allocation_bytes: int | None = DEFAULT_MAX_ALLOCATION_BYTES
+
+
+class AllocationTooLargeError(ValueError):
+    """A grid or output would need more memory than :func:`max_allocation_bytes` allows.
+
+    Attributes:
+        name: What would have been allocated (``"output"``, ``"grid"``, ...).
+        requested: Bytes it would need.
+        limit: The limit in force.
+    """
+
+    def __init__(self, message: str, *, name: str, requested: int, limit: int) -> None:
+        super().__init__(message)
+        self.name, self.requested, self.limit = name, requested, limit
+
+    def __reduce__(self):
+        return (_rebuild_allocation, (str(self), self.name, self.requested, self.limit))
+
+
+def _rebuild_allocation(message: str, name: str, requested: int, limit: int) -> "AllocationTooLargeError":
+    return AllocationTooLargeError(message, name=name, requested=requested, limit=limit)
+
+
+def set_max_allocation_bytes(limit: int | None) -> None:
+    """Sets the largest grid or output stnkit allocates in one tensor (``None``: no limit).
+
+    Args:
+        limit: Bytes, a positive int, or ``None``.
+    """
+    global _max_allocation_bytes
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0):
+        raise ValueError(f"limit: expected a positive int (bytes) or None, got {limit!r}")
+    _max_allocation_bytes = limit
+
+
+def max_allocation_bytes() -> int | None:
+    """The limit set by :func:`set_max_allocation_bytes` (default ``DEFAULT_MAX_ALLOCATION_BYTES``)."""
+    return _max_allocation_bytes
+
+
+def check_allocation(name: str, shape: tuple[int, ...], dtype: torch.dtype) -> None:
+    """Raises :class:`AllocationTooLargeError` if a tensor of ``shape`` and ``dtype`` exceeds the limit."""
+    limit = _max_allocation_bytes
+    if limit is None or _skip():  # compiling or exporting: int(size) would fix a dynamic batch size
+        return
+    count = 1
+    for s in shape:
+        count *= int(s)
+    requested = count * (torch.finfo(dtype).bits // 8 if dtype.is_floating_point else torch.iinfo(dtype).bits // 8)
+    if requested > limit:
+        raise AllocationTooLargeError(
+            f"{name}: shape {tuple(int(s) for s in shape)} in {dtype} needs {_bytes(requested)}, above the limit "
+            f"of {_bytes(limit)}; use a smaller size or batch, or raise the limit with "
+            f"stnkit.errors.set_max_allocation_bytes()", name=name, requested=requested, limit=limit)
+
+
+def _bytes(n: int) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.2f} {unit} ({n} bytes)"
+    return f"{n} bytes"

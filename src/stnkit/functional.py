@@ -7,11 +7,12 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from ._antialias import matrix_scale
 from ._fast_warp import warp_grid
-from ._validate import check_tensor
-from .errors import check_theta
-from .sampling import LOW_PRECISION, Fill, check_sampling_options, sample
-from .transforms import Transform, get
+from ._validate import check_bool, check_same_batch, check_same_device, check_tensor
+from .errors import check_allocation, check_theta
+from .sampling import LOW_PRECISION, Fill, _sample, check_sampling_options, check_volume_options
+from .transforms import MatrixTransform, Transform, get
 
 # Families built by name, kept so that their theta-independent work (the TPS system and output
 # basis, base grids) is done once, not on every call.
@@ -37,6 +38,7 @@ def warp(
     padding: str = "zeros",
     fill: Fill = None,
     align_corners: bool = False,
+    antialias: bool = False,
     check_finite: bool = True,
 ) -> Tensor:
     """Warps ``input`` by ``theta``: output pixel ``p`` reads ``input`` at ``T_theta(p)``.
@@ -49,7 +51,8 @@ def warp(
         theta: ``(N, num_params)`` of the family.
         transform: A family name from :func:`stnkit.transforms.list_transforms` or an instance.
         size: Output ``(H', W')`` (or ``(D', H', W')``); default: the input's size.
-        mode, padding, fill, align_corners: See :func:`stnkit.sample`.
+        mode, padding, fill, align_corners, antialias: See :func:`stnkit.sample` (``antialias``:
+            prefilter where the warp shrinks the image, 2-D families only).
         check_finite: Apply the non-finite policy of :mod:`stnkit.errors` to ``theta``: on the CPU
             raise :class:`~stnkit.errors.NonFiniteThetaError` now; on accelerators record a device
             flag (no sync) that :func:`stnkit.errors.raise_pending` raises. Skipped when compiling.
@@ -70,14 +73,19 @@ def warp(
     check_tensor("input", input, ndim=rank,
                  shape="(N, C, H, W)" if rank == 4 else "(N, C, D, H, W)", floating=True)
     family._check_theta(theta)
-    if theta.shape[0] != input.shape[0]:
-        raise ValueError(f"theta: batch size {theta.shape[0]} does not match input's {input.shape[0]} "
-                         f"(input shape {tuple(input.shape)}, theta shape {tuple(theta.shape)})")
-    check_sampling_options(mode, padding, fill)
+    check_same_batch("theta", theta, "input", input)
+    check_same_device("theta", theta, "input", input)
+    check_sampling_options(mode, padding, fill, align_corners, antialias)
+    check_volume_options(mode, antialias, family.ndim)
+    check_bool("check_finite", check_finite)
     if check_finite:
         check_theta("theta", theta)
-    size = tuple(input.shape[2:]) if size is None else size
+    size = tuple(input.shape[2:]) if size is None else family._check_size(size)
     work = torch.float32 if input.dtype in LOW_PRECISION else input.dtype
+    check_allocation("grid", (input.shape[0], *size, family.ndim), work)
     grid = warp_grid(family, theta.to(work), size, align_corners)  # fast path: see stnkit._fast_warp
-    out = sample(input.to(work), grid, mode=mode, padding=padding, fill=fill, align_corners=align_corners)
+    scale = None
+    if antialias and isinstance(family, MatrixTransform) and not family.projective:  # one Jacobian per sample
+        scale = matrix_scale(family.matrix(theta.to(work))[:, :2, :2], tuple(input.shape[2:]), size, align_corners)
+    out = _sample(input, grid, mode, padding, fill, align_corners, antialias, scale)  # in work, back to input.dtype
     return out.to(input.dtype)

@@ -7,9 +7,9 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from ._validate import check_choice, check_positive_int, check_size, check_tensor
+from ._validate import check_bool, check_choice, check_positive_int, check_size, check_tensor
 from .functional import warp
-from .sampling import Fill, check_sampling_options
+from .sampling import Fill, check_sampling_options, check_volume_options
 from .transforms import Transform, get
 
 HEAD_OUTPUTS = ("channels", "stack")
@@ -32,7 +32,7 @@ class SpatialTransformer(nn.Module):
         heads: Number of parallel transformers predicted by the one localisation net.
         head_output: ``"channels"``: heads concatenated along channels, ``(N, heads*C, H', W')``;
             ``"stack"``: ``(N, heads, C, H', W')``. Ignored when ``heads == 1``.
-        mode, padding, fill, align_corners: Sampling options, see :func:`stnkit.sample`.
+        mode, padding, fill, align_corners, antialias: Sampling options, see :func:`stnkit.sample`.
         transform_options: Options for the family, e.g. ``{"grid_size": 4}`` for ``tps``.
         check_finite: Apply the non-finite theta policy of :mod:`stnkit.errors` (CPU: raise
             :class:`~stnkit.errors.NonFiniteThetaError` at the call; accelerators: a device flag that
@@ -64,6 +64,7 @@ class SpatialTransformer(nn.Module):
         padding: str = "zeros",
         fill: Fill = None,
         align_corners: bool = False,
+        antialias: bool = False,
         transform_options: dict[str, Any] | None = None,
         check_finite: bool = True,
     ) -> None:
@@ -74,13 +75,12 @@ class SpatialTransformer(nn.Module):
         self.transform = get(transform, **(transform_options or {}))
         self.heads = check_positive_int("heads", heads)
         self.head_output = check_choice("head_output", head_output, HEAD_OUTPUTS)
-        check_sampling_options(mode, padding, fill)
-        if mode == "bicubic" and self.transform.ndim == 3:
-            raise ValueError(f"mode: 'bicubic' is only available for 2-D transforms; transform "
-                             f"{self.transform.name!r} warps volumes, use 'bilinear' or 'nearest'")
+        check_sampling_options(mode, padding, fill, align_corners, antialias)
+        check_volume_options(mode, antialias, self.transform.ndim,
+                             f"transforms; transform {self.transform.name!r} warps volumes")
         self.mode, self.padding, self.fill = mode, padding, fill
-        self.align_corners = bool(align_corners)
-        self.check_finite = check_finite
+        self.align_corners, self.antialias = align_corners, antialias
+        self.check_finite = check_bool("check_finite", check_finite)
         self.output_size = None if output_size is None else check_size("output_size", output_size, self.transform.ndim)
         features = loc_features if loc_features is not None else _infer_features(localisation)
         n = self.transform.num_params
@@ -105,9 +105,26 @@ class SpatialTransformer(nn.Module):
         rank = self.transform.ndim + 2
         shape = "(N, C, H, W)" if rank == 4 else "(N, C, D, H, W)"
         check_tensor("x", x, ndim=rank, shape=shape, floating=True)
+        check_bool("return_theta", return_theta)
         src = x if source is None else check_tensor("source", source, ndim=rank, shape=shape, floating=True)
         if src.shape[0] != x.shape[0]:
             raise ValueError(f"source: batch size {src.shape[0]} does not match x's {x.shape[0]}")
+        n, h, p = x.shape[0], self.heads, self.transform.num_params
+        theta = self.predict(x)  # (N*heads, P)
+        if h > 1:
+            src = src.unsqueeze(1).expand(n, h, *src.shape[1:]).reshape(n * h, *src.shape[1:])  # (N*heads, C, ...)
+        out = warp(src, theta, self.transform, self.output_size or tuple(src.shape[2:]), mode=self.mode,
+                   padding=self.padding, fill=self.fill, align_corners=self.align_corners,
+                   antialias=self.antialias, check_finite=self.check_finite)
+        if h > 1:
+            out = out.view(n, h, *out.shape[1:])  # (N, heads, C, ...)
+            if self.head_output == "channels":
+                out = out.flatten(1, 2)  # (N, heads*C, ...)
+            theta = theta.view(n, h, p)
+        return (out, theta) if return_theta else out
+
+    def predict(self, x: Tensor) -> Tensor:
+        """theta ``(N*heads, P)`` that the localisation net and the regression layer read off ``x``."""
         features = self.localisation(x)
         if not isinstance(features, Tensor) or features.dim() != 2:
             got = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
@@ -117,19 +134,7 @@ class SpatialTransformer(nn.Module):
             raise ValueError(f"loc_features: the regression layer expects {self.regression.in_features} "
                              f"features per sample, but the localisation net gives shape "
                              f"{tuple(features.shape)}; pass loc_features={features.shape[1]}")
-        n, h, p = x.shape[0], self.heads, self.transform.num_params
-        theta = self.regression(features).view(n * h, p)  # (N*heads, P)
-        if h > 1:
-            src = src.unsqueeze(1).expand(n, h, *src.shape[1:]).reshape(n * h, *src.shape[1:])  # (N*heads, C, ...)
-        out = warp(src, theta, self.transform, self.output_size or tuple(src.shape[2:]), mode=self.mode,
-                   padding=self.padding, fill=self.fill, align_corners=self.align_corners,
-                   check_finite=self.check_finite)
-        if h > 1:
-            out = out.view(n, h, *out.shape[1:])  # (N, heads, C, ...)
-            if self.head_output == "channels":
-                out = out.flatten(1, 2)  # (N, heads*C, ...)
-            theta = theta.view(n, h, p)
-        return (out, theta) if return_theta else out
+        return self.regression(features).view(x.shape[0] * self.heads, self.transform.num_params)
 
     def __prepare_scriptable__(self) -> SpatialTransformer:  # torch.jit.script calls it first
         from .export import torchscript_unsupported
@@ -139,7 +144,8 @@ class SpatialTransformer(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"heads={self.heads}, output_size={self.output_size}, mode={self.mode!r}, "
-                f"padding={self.padding!r}, align_corners={self.align_corners}")
+                f"padding={self.padding!r}, align_corners={self.align_corners}"
+                + (", antialias=True" if self.antialias else ""))
 
 
 def _infer_features(localisation: nn.Module) -> int:

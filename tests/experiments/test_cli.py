@@ -33,14 +33,14 @@ def _error_line(capsys, argv) -> str:
 
 def test_train_then_eval_end_to_end(tmp_path, data_dir, capsys):
     run = tmp_path / "run"
-    assert main(["train", "--model", "st-cnn", "--transform", "affine", "--dataset", "rts", "--data-dir", data_dir,
+    assert main(["train", "--model", "st-cnn", "--transform", "affine", "--task", "rts", "--data-dir", data_dir,
                  "--out", str(run), "--lr", "0.02", "--no-animation", *SMALL]) == 0
     out = capsys.readouterr().out
     assert "st-cnn (affine) on rts: test error" in out and str(run) in out
     for name in ("config.json", "checkpoint.pt", "metrics.jsonl", "summary.json"):
         assert (run / name).is_file(), name
     summary = json.loads((run / "summary.json").read_text())
-    assert (summary["model"], summary["dataset"], summary["in_shape"]) == ("st-cnn", "rts", [1, 42, 42])
+    assert (summary["model"], summary["task"], summary["in_shape"]) == ("st-cnn", "rts", [1, 42, 42])
 
     assert main(["eval", str(run), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
@@ -53,7 +53,7 @@ def test_train_then_eval_end_to_end(tmp_path, data_dir, capsys):
 
 def test_eval_on_a_users_npz_is_fitted_to_the_model(tmp_path, data_dir, capsys):
     run = tmp_path / "run"
-    main(["train", "--model", "cnn", "--dataset", "rts", "--data-dir", data_dir, "--out", str(run), *SMALL])
+    main(["train", "--model", "cnn", "--task", "rts", "--data-dir", data_dir, "--out", str(run), *SMALL])
     capsys.readouterr()
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (20, 28, 28), generator=g, dtype=torch.uint8)
@@ -79,15 +79,15 @@ def test_eval_on_a_users_npz_is_fitted_to_the_model(tmp_path, data_dir, capsys):
 
 def test_config_file_overrides_and_saved_resolved_config(tmp_path, data_dir, capsys):
     json_file = tmp_path / "exp.json"
-    json_file.write_text(json.dumps({"model": "fcn", "dataset": "r", "lr": 0.5, "seed": 7, "momentum": 0.5}))
+    json_file.write_text(json.dumps({"model": "fcn", "task": "r", "lr": 0.5, "seed": 7, "momentum": 0.5}))
     toml_file = tmp_path / "exp.toml"
-    toml_file.write_text('model = "fcn"\ndataset = "r"\nlr = 0.5\nseed = 7\nmomentum = 0.5\n')
+    toml_file.write_text('model = "fcn"\ntask = "r"\nlr = 0.5\nseed = 7\nmomentum = 0.5\n')
     for i, file in enumerate((json_file, toml_file)):
         run = tmp_path / f"run{i}"
         main(["train", "--config", str(file), "--lr", "0.1", "--data-dir", data_dir, "--out", str(run),
               "--epochs", "1", "--batch-size", "16", "--no-progress"])
         saved = json.loads((run / "config.json").read_text())
-        assert (saved["model"], saved["dataset"], saved["seed"], saved["momentum"]) == ("fcn", "r", 7, 0.5)  # file
+        assert (saved["model"], saved["task"], saved["seed"], saved["momentum"]) == ("fcn", "r", 7, 0.5)  # file
         assert saved["lr"] == 0.1 and saved["epochs"] == 1  # command line wins
         assert saved["optimizer"] == "sgd" and saved["batch_size"] == 16  # default, command line
     capsys.readouterr()
@@ -95,7 +95,7 @@ def test_config_file_overrides_and_saved_resolved_config(tmp_path, data_dir, cap
 
 def test_resume_through_the_cli_extends_a_run(tmp_path, data_dir, capsys):
     run = str(tmp_path / "run")
-    main(["train", "--model", "fcn", "--dataset", "none", "--data-dir", data_dir, "--out", run, *SMALL[:-2]])
+    main(["train", "--model", "fcn", "--task", "none", "--data-dir", data_dir, "--out", run, *SMALL[:-2]])
     main(["train", "--resume", "--out", run, "--epochs", "2", "--no-progress"])
     assert "after 2 epochs" in capsys.readouterr().out
     rows = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
@@ -107,7 +107,7 @@ def test_resume_through_the_cli_extends_a_run(tmp_path, data_dir, capsys):
 @pytest.mark.parametrize("argv,message", [
     (["train", "--model", "resnet"], "model: expected one of .*cnn.*got 'resnet'"),
     (["train", "--transform", "shear"], "transform: expected one of .*affine.*got 'shear'"),
-    (["train", "--dataset", "cifar"], "dataset: expected one of .*rts.*got 'cifar'"),
+    (["train", "--task", "cifar"], "task: expected one of .*rts.*got 'cifar'"),
     (["train", "--epochs", "0"], "epochs: expected an int >= 1, got 0"),
     (["train", "--epochs", "two"], "argument --epochs: invalid int value: 'two'"),
     (["train", "--lr", "-1"], "lr: expected a finite number > 0, got -1"),
@@ -145,15 +145,31 @@ def test_cuda_on_a_cpu_machine_is_a_one_line_error(tmp_path, data_dir, capsys):
     assert "device: 'cuda' requested but CUDA is not available" in line
 
 
-def test_list_prints_models_counts_families_and_data(capsys):
+def _rows(out: str) -> list[str]:
+    return [line for line in out.splitlines() if line and not line.startswith("#")]
+
+
+def test_list_names_every_task_model_family_and_digits_once_at_the_start_of_a_row(capsys, monkeypatch):
+    from stnkit import transforms
+    from stnkit.experiments import data, listing, models, tasks
+
+    built = []
+    monkeypatch.setattr(listing, "create_model", lambda *a, **k: built.append(a) or None)
     assert main(["list"]) == 0
-    out = capsys.readouterr().out
-    for name in ("fcn", "cnn", "st-fcn", "st-cnn", "2xst-fcn", "2xst-cnn", "affine", "tps", "projective", "mnist",
-                 "fashion-mnist", "rts", "addition"):
-        assert name in out
+    names = [row.split()[0] for row in _rows(capsys.readouterr().out)]
+    expected = (tasks.list_tasks() + models.list_models() + transforms.list_transforms() + data.list_sources())
+    assert sorted(names) == sorted(expected)
+    assert built == []  # no model is built without --params
+
+
+def test_list_params_counts_parameters_and_tasks_carry_the_papers_numbers(capsys):
+    assert main(["list", "--params"]) == 0
+    rows = _rows(capsys.readouterr().out)
     # CNN on 28x28: conv 9x9 1->32 (padded), conv 7x7 32->64 (unpadded), FC 64*4*4 -> 10.
     cnn = 1 * 32 * 81 + 32 + 32 * 64 * 49 + 64 + 64 * 4 * 4 * 10 + 10
-    assert f"{cnn:,}" in next(line for line in out.splitlines() if line.strip().startswith("cnn "))
+    assert f"{cnn:,}" in next(row for row in rows if row.startswith("cnn "))
+    rts = next(row for row in rows if row.startswith("rts "))
+    assert "st-cnn affine 0.5" in rts and "cnn 0.8" in rts  # Table 1 of the paper, RTS column
 
 
 def test_quickstart_trains_cnn_and_st_cnn_and_prints_both(tmp_path, data_dir, capsys):
@@ -161,7 +177,7 @@ def test_quickstart_trains_cnn_and_st_cnn_and_prints_both(tmp_path, data_dir, ca
     out = capsys.readouterr().out
     assert "CNN " in out and "ST-CNN affine" in out
     for model in ("cnn", "st-cnn"):
-        assert json.loads((tmp_path / model / "summary.json").read_text())["dataset"] == "rts"
+        assert json.loads((tmp_path / model / "summary.json").read_text())["task"] == "rts"
     assert (tmp_path / "st-cnn" / "panel.png").is_file()
     assert (tmp_path / "st-cnn" / "animation.gif").is_file()
 

@@ -28,17 +28,18 @@ def _worker(rank: int, world_size: int, port: int, config: dict, run_dir: str, o
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    from stnkit.experiments.train import Trainer
+    from stnkit.experiments.train import Trainer, distributed
 
-    trainer = Trainer(TrainConfig(**config), run_dir, progress=False)
-    trainer.fit()
+    with distributed.process_group("cpu") as env:  # the caller owns the process group, not the Trainer
+        trainer = Trainer(TrainConfig(**config), run_dir, progress=False, env=env)
+        trainer.fit()
     torch.save(trainer.model.state_dict(), os.path.join(out_dir, f"rank{rank}.pt"))
 
 
 def test_two_gloo_ranks_match_one_process(tmp_path):
     data_dir = str(write_synthetic_mnist(tmp_path / "digits", n_train=72, n_test=16))
     # 72 images in global batches of 16: the last batch (8 images) is split 4 + 4.
-    config = dict(model="st-cnn", dataset="r", data_dir=data_dir, epochs=2, batch_size=16, optimizer="sgd",
+    config = dict(model="st-cnn", task="r", data_dir=data_dir, epochs=2, batch_size=16, optimizer="sgd",
                   lr=0.05, momentum=0.9, loc_lr_mult=0.5, seed=5, eval_batch_size=16,
                   model_options={"channels": [4, 8]})
     mp.spawn(_worker, args=(2, _free_port(), config, str(tmp_path / "ddp"), str(tmp_path)), nprocs=2, join=True)

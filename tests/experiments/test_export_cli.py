@@ -19,12 +19,12 @@ SMALL = ["--epochs", "1", "--batch-size", "16", "--eval-batch-size", "32", "--no
 def run(tmp_path_factory):
     data_dir = str(write_synthetic_mnist(tmp_path_factory.mktemp("digits"), n_train=48, n_test=32))
     out = tmp_path_factory.mktemp("runs") / "st"
-    assert main(["train", "--model", "st-cnn", "--transform", "tps", "--dataset", "rts", "--data-dir", data_dir,
+    assert main(["train", "--model", "st-cnn", "--transform", "tps", "--task", "rts", "--data-dir", data_dir,
                  "--out", str(out), "--lr", "0.02", *SMALL]) == 0
     return out
 
 
-LINE = re.compile(r"wrote (\S+) \((\S+)\); on (\d+) test images the exported model's largest logit difference is "
+LINE = re.compile(r"wrote (\S+) \((\S+)\); on (\d+) test images the exported model's largest output difference is "
                   r"(\S+), its predictions agree ([\d.]+)%, test error ([\d.]+)%")
 
 

@@ -21,7 +21,7 @@ def data_dir(tmp_path_factory):
 
 
 def _config(data_dir: str, **overrides) -> TrainConfig:
-    values = dict(model="st-cnn", dataset="r", data_dir=data_dir, epochs=3, batch_size=16, optimizer="sgd",
+    values = dict(model="st-cnn", task="r", data_dir=data_dir, epochs=3, batch_size=16, optimizer="sgd",
                   momentum=0.9, lr=0.05, loc_lr_mult=0.5, eval_batch_size=32, seed=3,
                   model_options={"channels": [4, 8]})  # a small CNN keeps the tests fast
     return TrainConfig(**{**values, **overrides})
@@ -150,7 +150,7 @@ def test_run_files_follow_the_contract(tmp_path, data_dir):
     assert TrainConfig(**json.loads((tmp_path / "config.json").read_text())) == config
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     assert on_disk == summary
-    for key in ("model", "transform", "dataset", "params", "test_error", "train_time_s", "epochs", "iterations"):
+    for key in ("model", "transform", "task", "params", "test_error", "train_time_s", "epochs", "iterations"):
         assert key in summary
     assert (summary["epochs"], summary["iterations"]) == (2, 8)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -167,7 +167,7 @@ def test_run_files_follow_the_contract(tmp_path, data_dir):
 
 
 def test_training_learns_the_synthetic_digits(tmp_path, data_dir):
-    config = _config(data_dir, model="fcn", dataset="none", epochs=6, optimizer="adam", lr=3e-3,
+    config = _config(data_dir, model="fcn", task="none", epochs=6, optimizer="adam", lr=3e-3,
                      model_options={})
     summary = train(config, tmp_path, progress=False)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -229,3 +229,42 @@ def test_resume_of_a_model_without_st_ignores_st_settings(tmp_path, data_dir):
     summary = train(_config(data_dir, model="fcn", model_options={}, epochs=2, loc_lr_mult=0.3, transform="tps"),
                     tmp_path, resume=True, progress=False)
     assert summary["epochs"] == 2
+
+
+def test_the_progress_bar_is_a_callback_showing_the_tasks_metric_and_the_eta(tmp_path, data_dir, monkeypatch):
+    import tqdm.auto
+
+    from stnkit.experiments.train import ProgressBar
+
+    bars = []
+
+    class Bar:  # records what the callback asks of tqdm (tqdm itself redraws on a timer)
+        def __init__(self, **kwargs):
+            self.kwargs, self.updates, self.postfix, self.closed = kwargs, 0, [], False
+            bars.append(self)
+
+        def update(self, n):
+            self.updates += n
+
+        def set_postfix_str(self, text, refresh=True):
+            self.postfix.append(text)
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
+    trainer = Trainer(_config(data_dir, epochs=2), tmp_path, progress=True)
+    assert isinstance(trainer.callbacks[0], ProgressBar)
+    quiet = Trainer(_config(data_dir), tmp_path / "b", progress=False)
+    assert not any(isinstance(cb, ProgressBar) for cb in quiet.callbacks)
+    trainer.fit()
+    assert [b.kwargs["desc"] for b in bars] == ["epoch 1/2", "epoch 2/2"]
+    assert all(b.updates == b.kwargs["total"] == 4 and b.closed for b in bars)  # 64 images / 16
+    assert "error" in bars[0].postfix[-1] and "run ETA" in bars[0].postfix[-1]
+
+
+def test_under_torchrun_the_caller_sets_up_the_process_group(tmp_path, data_dir, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="env: this process is one of WORLD_SIZE=2.*pass its env"):
+        Trainer(_config(data_dir), tmp_path)
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())

@@ -8,19 +8,21 @@ main job). User errors (bad names or numbers, missing data or files) end with on
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
 import time
 import typing
+import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 USER_ERRORS = (ValueError, TypeError, OSError)
 
 # The README's main job: CNN and ST-CNN on RTS from the embedded 4,000 / 1,000 real digits.
-QUICKSTART = {"dataset": "rts", "limit": 4000, "test_limit": 1000, "epochs": 12, "batch_size": 64,
+QUICKSTART = {"task": "rts", "limit": 4000, "test_limit": 1000, "epochs": 12, "batch_size": 64,
               "optimizer": "adam", "lr": 2e-3, "schedule": "cosine", "loc_lr_mult": 1.0, "seed": 0}
 
 
@@ -74,16 +76,18 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
             group.add_argument(flag, type=_json_object, metavar="JSON", **kw)
         else:
             group.add_argument(flag, type=base, metavar=base.__name__.upper(), **kw)
+    group.add_argument("--dataset", dest="dataset", default=argparse.SUPPRESS, metavar="STR",
+                       help="deprecated: the old name of --task")
 
 
 def _config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = None):
-    from .train.config import TrainConfig, field_types, read_config_file
+    from .train.config import TrainConfig, field_types, read_config_file, with_task_recipe
 
     values: dict[str, Any] = dict(base or {})
     if args.config:
         values.update(read_config_file(args.config))
-    values.update({k: getattr(args, k) for k in field_types() if hasattr(args, k)})
-    return TrainConfig.from_dict(values).validate()
+    values.update({k: getattr(args, k) for k in [*field_types(), "dataset"] if hasattr(args, k)})
+    return TrainConfig.from_dict(with_task_recipe(values)).validate()
 
 
 # -- commands --------------------------------------------------------------------------------------
@@ -95,15 +99,16 @@ def _viz_callbacks(trainer: Any) -> list:
         from .viz import TrainingAnimation
     except ImportError:
         return []
-    images, _ = next(iter(trainer.test_set.batches(0, 16)))
+    images = trainer.task.images(next(iter(trainer.test_set.batches(0, 16))))
     return [TrainingAnimation(images)]
 
 
-def _make_trainer(config: Any, out: Path, *, resume: bool, progress: bool, animate: bool, overwrite: bool) -> Any:
+def _make_trainer(config: Any, out: Path, *, resume: bool, progress: bool, animate: bool, overwrite: bool,
+                  env: Any = None) -> Any:
     from .train import Trainer
 
     try:
-        trainer = Trainer(config, out, resume=resume, progress=progress, overwrite=overwrite)
+        trainer = Trainer(config, out, resume=resume, progress=progress, overwrite=overwrite, env=env)
     except USER_ERRORS as err:
         raise UserError(str(err)) from err
     if animate and trainer.env.is_main:
@@ -126,7 +131,35 @@ def _fit(trainer: Any) -> dict:
 
 
 def _train_one(config: Any, out: Path, *, resume: bool, progress: bool, animate: bool, overwrite: bool) -> dict:
-    return _fit(_make_trainer(config, out, resume=resume, progress=progress, animate=animate, overwrite=overwrite))
+    with _process_group(config.device) as env:  # under torchrun: the caller owns the process group
+        return _fit(_make_trainer(config, out, resume=resume, progress=progress, animate=animate,
+                                  overwrite=overwrite, env=env))
+
+
+@contextlib.contextmanager
+def _process_group(device: str) -> Iterator[Any]:
+    """Joins the process group under torchrun (the caller's job, not the trainer's) and leaves it at
+    the end; a bad ``device`` is a user error."""
+    from .train import distributed
+
+    try:
+        env = distributed.setup(device)
+    except USER_ERRORS as err:
+        raise UserError(str(err)) from err
+    try:
+        yield env
+    finally:
+        distributed.cleanup(env)
+
+
+def _headline(summary: dict, task_name: str) -> str:
+    """``test error 1.23%``: the task's headline metric of a run summary."""
+    from .tasks import get_task, headline
+
+    metric = headline(get_task(task_name))
+    value = summary.get(f"test_{metric.name}")
+    shown = "n/a" if value is None else f"{value:.2f}{metric.unit}"
+    return f"{'test' if get_task(task_name).scored_on == 'test' else 'training-set'} {metric.name} {shown}"
 
 
 def _recover(run: str) -> None:
@@ -161,11 +194,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         config = _config_from_args(args, base)
     except USER_ERRORS as err:
         raise UserError(str(err)) from err
-    out = Path(args.out or f"runs/{config.model}-{config.transform}-{config.dataset}")
+    out = Path(args.out or f"runs/{config.model}-{config.transform}-{config.task}")
     summary = _train_one(config, out, resume=args.resume, progress=not args.no_progress, animate=not args.no_animation,
                          overwrite=args.overwrite)
     if int(os.environ.get("RANK", "0")) == 0:
-        print(f"{summary['label']} on {config.dataset}: test error {summary['test_error']:.2f}% "
+        print(f"{summary['label']} on {config.task}: {_headline(summary, config.task)} "
               f"after {summary['epochs']} epochs ({summary['train_time_s']:.0f} s); run saved in {out}")
     return 0
 
@@ -184,29 +217,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from .. import transforms
-    from . import data
-    from .models import count_parameters, create_model, describe_model, list_models
+    from .listing import print_list
 
-    setups = [("R/P/E 1x28x28", (1, 28, 28), False, 10), ("RTS 1x42x42", (1, 42, 42), True, 10),
-              ("TC 1x60x60", (1, 60, 60), True, 10), ("addition 2x42x42", (2, 42, 42), True, 19)]
-    print("models (parameters with an affine ST; RTS/TC/addition with the 2x pool):")
-    print(f"  {'name':<10}" + "".join(f"{s[0]:>18}" for s in setups) + "  description")
-    paper_order = ["fcn", "cnn", "st-fcn", "st-cnn", "2xst-fcn", "2xst-cnn"]
-    for name in sorted(list_models(), key=lambda n: (paper_order.index(n) if n in paper_order else 99, n)):
-        counts = [count_parameters(create_model(name, in_shape=shape, num_classes=k, downsample=ds))
-                  for _, shape, ds, k in setups]
-        print(f"  {name:<10}" + "".join(f"{c:>18,}" for c in counts) + f"  {describe_model(name).split(' Option')[0]}")
-    print("\ntransform families (--transform):")
-    for name in transforms.list_transforms():
-        t = transforms.get(name)
-        print(f"  {name:<12} {t.num_params:>3} parameters, {t.ndim}-D")
-    print("\ndigit data sets (--digits):")
-    print("  " + ", ".join(data.list_sources()))
-    print("\ndistortions / experiments (--dataset):")
-    for name in data.list_distortions():
-        d = data.get_distortion(name)
-        print(f"  {name:<10} {d.channels}x{d.size[0]}x{d.size[1]}, {d.num_classes} classes")
+    print_list(params=args.params)
     return 0
 
 
@@ -231,22 +244,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    from ..errors import ExportError
-    from .export import export_run
-
-    _recover(args.run)
-    try:
-        r = export_run(args.run, args.format, args.out, data_dir=args.data_dir, batch_size=args.batch_size,
-                       opset=args.opset)
-    except ExportError as err:
-        raise UserError(str(err)) from err
-    print(f"wrote {r['path']} ({r['format']}); on {r['n']} test images the exported model's largest logit "
-          f"difference is {r['max_diff']:.2e}, its predictions agree {r['agreement']:.2f}%, test error {r['error']:.2f}%")
-    return 0
-
-
 def cmd_quickstart(args: argparse.Namespace) -> int:
+    from .tasks import get_task
     from .train import TrainConfig
 
     out = Path(args.out)
@@ -279,8 +278,10 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     minutes = (time.perf_counter() - start) / 60
     print(f"\nRTS test error ({summary['test_images']} test digits, {summary['train_images']} training digits, "
           f"{minutes:.1f} min):")
+    paper = get_task(QUICKSTART["task"]).paper_value
     print(f"  CNN            {errors['cnn']:5.2f}%")
-    print(f"  ST-CNN affine  {errors['st-cnn']:5.2f}%   (paper, full MNIST and budget: CNN 0.8%, ST-CNN 0.5%)")
+    print(f"  ST-CNN affine  {errors['st-cnn']:5.2f}%   (paper, full MNIST and budget: CNN {paper('cnn', None)}%, "
+          f"ST-CNN {paper('st-cnn', 'affine')}%)")
     print(f"runs, animation and panel in {out}/")
     return 0
 
@@ -313,7 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=1000, help="evaluation batch size (default: 1000)")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("list", help="models, transform families, data sets, distortions")
+    p = sub.add_parser("list", help="tasks, models, transform families, digit data sets (one name per row)")
+    p.add_argument("--params", action="store_true", help="also count each model's parameters per input size")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("show", help="panel of what a run's spatial transformers do")
@@ -329,15 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="report.md", help="report file (default: report.md)")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("export", help="export a run's model to ONNX or torch.export, checked on its test images")
-    p.add_argument("run", help="run directory or checkpoint file")
-    p.add_argument("--format", required=True, choices=("onnx", "exported-program", "torchscript"),
-                   help="onnx or exported-program (torchscript is deprecated in PyTorch: refused with a pointer)")
-    p.add_argument("--out", required=True, help="file to write (e.g. model.onnx, model.pt2)")
-    p.add_argument("--opset", type=int, default=20, help="ONNX opset (default: 20)")
-    p.add_argument("--data-dir", help="where the digits are, if not where the run found them")
-    p.add_argument("--batch-size", type=int, default=500, help="images per call of the exported file (default: 500)")
-    p.set_defaults(func=cmd_export)
+    from .export import add_command  # `stnkit export`: options and logic in experiments/export.py
+    add_command(sub)
 
     p = sub.add_parser("quickstart", help="CNN vs ST-CNN on RTS in a few minutes (embedded digits)")
     p.add_argument("--out", default="runs/quickstart", help="where the two runs go (default: runs/quickstart)")
@@ -347,6 +342,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_quickstart)
     return parser
+
+
+@contextlib.contextmanager
+def _one_line_warnings(prog: str) -> Iterator[None]:
+    """Our deprecation notices (``FutureWarning``) as one line each, once per command:
+    ``stnkit train: warning: ...``."""
+    shown: set[str] = set()
+
+    def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if str(message) not in shown:
+            shown.add(str(message))
+            print(f"{prog}: warning: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", FutureWarning)
+        warnings.showwarning = show
+        yield
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -368,7 +380,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command != "train":  # train wraps its user errors itself; others in training are bugs
         expected += USER_ERRORS
     try:
-        return args.func(args)
+        with _one_line_warnings(prog):
+            return args.func(args)
     except BrokenPipeError:  # `stnkit list | head`
         sys.stderr.close()
         return 0

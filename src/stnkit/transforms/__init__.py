@@ -29,9 +29,13 @@ from .tps import ThinPlateSpline
 _REGISTRY: Registry[Callable[..., Transform]] = Registry("transform family")
 
 
-def register_transform(name: str) -> Callable[[Callable[..., Transform]], Callable[..., Transform]]:
-    """Decorator registering a :class:`Transform` subclass (or factory) under ``name``."""
-    return _REGISTRY.register(name)
+def register_transform(obj: Any = None, *, name: str | None = None) -> Any:
+    """Registers a :class:`Transform` subclass (or factory) under its ``name`` attribute, or ``name``.
+
+    Use bare (``@register_transform``), with a name (``@register_transform("x")`` or ``name="x"``),
+    or call it on a class (``register_transform(MyFamily)``); see :class:`stnkit._registry.Registry`.
+    """
+    return _REGISTRY.register(obj, name=name)
 
 
 def list_transforms() -> list[str]:
@@ -60,7 +64,7 @@ def get(name: str | Transform, **options: Any) -> Transform:
 
 
 for _cls in (Translation, Attention, Similarity, Affine, Projective, Affine3d, ThinPlateSpline):
-    register_transform(_cls.name)(_cls)
+    register_transform(_cls)
 
 __all__ = [
     "Transform",

@@ -8,7 +8,8 @@ from typing import ClassVar, Sequence
 import torch
 from torch import Tensor, nn
 
-from .._validate import check_size, check_tensor
+from .._validate import check_bool, check_same_device, check_size, check_tensor
+from ..errors import check_allocation
 
 
 class Transform(nn.Module, ABC):
@@ -71,8 +72,16 @@ class Transform(nn.Module, ABC):
     def _check_size(self, size: Sequence[int]) -> tuple[int, ...]:
         return check_size("size", size, self.ndim)
 
+    def _check_grid(self, theta: Tensor, size: Sequence[int], align_corners: bool) -> tuple[int, ...]:
+        """Validates a grid request (size, flag, memory) for an already checked ``theta``."""
+        size = self._check_size(size)
+        check_bool("align_corners", align_corners)
+        check_allocation("grid", (theta.shape[0], *size, self.ndim), theta.dtype)
+        return size
+
     def _check_points(self, theta: Tensor, points: Tensor) -> Tensor:
         check_tensor("points", points, ndim=(2, 3), shape=f"(N, P, {self.ndim})", floating=True)
+        check_same_device("points", points, "theta", theta)
         if points.shape[-1] != self.ndim:
             raise ValueError(f"points: expected last dimension {self.ndim} (x, y{', z' if self.ndim == 3 else ''}), "
                              f"got shape {tuple(points.shape)}")

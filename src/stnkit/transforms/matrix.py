@@ -11,6 +11,7 @@ A projective grid adds only the division. Each family is closed under compositio
 
 from __future__ import annotations
 
+import math
 from abc import abstractmethod
 from typing import ClassVar, Sequence
 
@@ -19,7 +20,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import fastpath
+from .._validate import check_bool, check_same_batch, check_same_device, check_same_dtype, check_tensor
 from ..coords import base_grid
+from ..errors import check_theta
 from ._linear import basis_product, block_basis, cached, reference_product
 from .base import Transform
 
@@ -54,17 +57,67 @@ class MatrixTransform(Transform):
         """
         return self._matrix(self._check_theta(theta))
 
-    def from_matrix(self, matrix: Tensor) -> Tensor:
-        """Parameters ``(N, num_params)`` of a matrix of this family (inverse of :meth:`matrix`)."""
+    def from_matrix(self, matrix: Tensor, *, strict: bool = True) -> Tensor:
+        """Parameters ``(N, num_params)`` of a matrix of this family (inverse of :meth:`matrix`).
+
+        Args:
+            matrix: ``(N, d+1, d+1)``.
+            strict: Refuse a matrix that the family cannot represent: one whose entries differ from
+                ``matrix(from_matrix(matrix))`` by more than :func:`matrix_tolerance` (``sqrt(eps)``
+                of the dtype times the largest entry, at least 1: float32 3.5e-4, float64 1.5e-8,
+                enough for round trips through :meth:`compose` and :meth:`inverse`). ``False``:
+                return the family's projection of the matrix (e.g. ``similarity`` keeps the first
+                column's scale and angle) without checking.
+
+        Raises:
+            ValueError: ``strict`` and some samples are outside the family (the message names them
+                and the largest deviation), or the matrix holds NaN or infinity.
+        """
         d = self.ndim + 1
         if not isinstance(matrix, Tensor) or matrix.dim() != 3 or matrix.shape[1:] != (d, d):
             got = tuple(matrix.shape) if isinstance(matrix, Tensor) else type(matrix).__name__
             raise ValueError(f"matrix: expected shape (N, {d}, {d}), got {got}")
-        return self._params(matrix)
+        check_tensor("matrix", matrix, floating=True)
+        check_bool("strict", strict)
+        finite = torch.isfinite(matrix.detach()).flatten(1).all(1)
+        if not bool(finite.all()):
+            raise ValueError(f"matrix: expected finite values, got NaN or infinity in samples "
+                             f"{_samples(~finite)}")
+        if self.projective:
+            small = matrix.detach()[:, 2, 2].abs() < PROJECTIVE_EPS
+            if bool(small.any()):
+                raise ValueError(f"matrix: expected a bottom-right entry of magnitude >= {PROJECTIVE_EPS} (it is "
+                                 f"normalised to 1), got {matrix[small][0, 2, 2].item()} in samples {_samples(small)}")
+        params = self._params(matrix)
+        if strict:
+            target = matrix / matrix[:, 2:, 2:] if self.projective else matrix
+            deviation = (self._matrix(params) - target).detach().abs().flatten(1).amax(1)  # (N,)
+            tol = matrix_tolerance(target)  # (N,)
+            bad = deviation > tol
+            if bool(bad.any()):
+                i = int(bad.nonzero()[0])
+                raise ValueError(
+                    f"matrix: samples {_samples(bad)} are not {self.name!r} matrices: they differ from the nearest "
+                    f"one by up to {deviation[i].item():.3g} (sample {i}; tolerance {tol[i].item():.3g}); pass "
+                    f"strict=False to project them onto the family, or use a more general family")
+        return params
 
     def inverse(self, theta: Tensor) -> Tensor:
-        """Parameters of the inverse warp: ``matrix(inverse(theta)) == inv(matrix(theta))``."""
-        return self._params(torch.linalg.inv(self.matrix(theta)))
+        """Parameters of the inverse warp: ``matrix(inverse(theta)) == inv(matrix(theta))``.
+
+        Raises:
+            ValueError: Some warps are singular (to working precision); the message names the samples.
+        """
+        m = self.matrix(theta)
+        check_theta("theta", theta)  # the non-finite policy of stnkit.errors
+        inv, info = torch.linalg.inv_ex(m)
+        eye = torch.eye(m.shape[1], dtype=m.dtype, device=m.device)
+        residual = (m.detach() @ inv.detach() - eye).abs().flatten(1).amax(1)  # (N,)
+        bad = (info != 0) | ~(residual <= matrix_tolerance(m))
+        if bool(bad.any()):
+            raise ValueError(f"theta: samples {_samples(bad)} are singular warps (their {self.name!r} matrix has no "
+                             f"inverse to {m.dtype} precision), e.g. {theta[bad][0].tolist()}")
+        return self._params(inv)
 
     def compose(self, first: Tensor, second: Tensor) -> Tensor:
         """Parameters of one warp equal to transformer ``first`` followed by transformer ``second``.
@@ -79,13 +132,18 @@ class MatrixTransform(Transform):
         Returns:
             ``(N, num_params)``.
         """
-        return self._params(self.matrix(first) @ self.matrix(second))
+        self._check_theta(first, "first")
+        self._check_theta(second, "second")
+        check_same_batch("second", second, "first", first)
+        check_same_dtype("second", second, "first", first)
+        check_same_device("second", second, "first", first)
+        return self._params(self._matrix(first) @ self._matrix(second))
 
     def grid(self, theta: Tensor, size: Sequence[int], align_corners: bool = False) -> Tensor:
         if not fastpath.enabled():
             return self.reference_grid(theta, size, align_corners)
-        size = self._check_size(size)
-        rows = self._rows(self._check_theta(theta))  # (N, d, ndim+1), d = ndim (+1 if projective)
+        size = self._check_grid(self._check_theta(theta), size, align_corners)
+        rows = self._rows(theta)  # (N, d, ndim+1), d = ndim (+1 if projective)
         block = _block(size, align_corners, rows.shape[1], rows.dtype, rows.device)  # (K*d, P*d), K = ndim+1
         hom = basis_product(block, rows.transpose(1, 2))  # (N, P, d)
         return self._divide(hom).reshape(rows.shape[0], *size, self.ndim)  # (N, H, W, 2) / (N, D, H, W, 3)
@@ -98,8 +156,8 @@ class MatrixTransform(Transform):
     def reference_grid(self, theta: Tensor, size: Sequence[int], align_corners: bool = False) -> Tensor:
         """The same grid by the reference path: ``F.affine_grid`` for ``affine``/``affine3d``
         (whose theta is the matrix's top rows), plain ``torch.matmul`` with autograd otherwise."""
-        size = self._check_size(size)
         m = self.matrix(theta)  # (N, d+1, d+1)
+        size = self._check_grid(theta, size, align_corners)
         if isinstance(self, (Affine, Affine3d)):
             rows = theta.reshape(m.shape[0], self.ndim, self.ndim + 1)  # (N, d, d+1)
             return F.affine_grid(rows, [m.shape[0], 1, *size], align_corners=align_corners)
@@ -125,6 +183,24 @@ class MatrixTransform(Transform):
         sign = torch.where(w < 0, -1.0, 1.0).to(w.dtype)
         w = torch.where(w.abs() < PROJECTIVE_EPS, sign * PROJECTIVE_EPS, w)
         return hom[..., : self.ndim] / w
+
+
+def matrix_tolerance(matrix: Tensor) -> Tensor:
+    """Per-sample tolerance of :meth:`MatrixTransform.from_matrix`: ``sqrt(eps) * max(1, max |entry|)``.
+
+    Args:
+        matrix: ``(N, d+1, d+1)``.
+
+    Returns:
+        ``(N,)``.
+    """
+    scale = matrix.detach().abs().flatten(1).amax(1).clamp_min(1.0) if matrix.shape[0] else matrix.new_ones(0)
+    return scale * math.sqrt(torch.finfo(matrix.dtype).eps)
+
+
+def _samples(mask: Tensor) -> list[int]:
+    """The batch indices where ``mask`` ``(N,)`` is true."""
+    return [int(i) for i in mask.nonzero().flatten().tolist()]
 
 
 def _block(size: tuple[int, ...], align_corners: bool, d: int, dtype: torch.dtype,

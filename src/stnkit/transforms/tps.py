@@ -12,6 +12,7 @@ against the cached block basis, see :mod:`stnkit.transforms._linear`; reference 
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -19,6 +20,7 @@ from torch import Tensor
 
 from .. import fastpath
 from .._validate import check_positive_int
+from ..errors import check_allocation
 from ..coords import base_grid
 from ._linear import basis_product, block_basis, cached, reference_product
 from .base import Transform
@@ -42,8 +44,9 @@ class ThinPlateSpline(Transform):
     def __init__(self, grid_size: int = 4, smoothing: float = 0.0) -> None:
         super().__init__()
         check_positive_int("grid_size", grid_size, minimum=2)
-        if not isinstance(smoothing, (int, float)) or isinstance(smoothing, bool) or not smoothing >= 0:
-            raise ValueError(f"smoothing: expected a float >= 0, got {smoothing!r}")
+        if (not isinstance(smoothing, (int, float)) or isinstance(smoothing, bool) or not math.isfinite(smoothing)
+                or smoothing < 0):
+            raise ValueError(f"smoothing: expected a finite float >= 0, got {smoothing!r}")
         self.grid_size = grid_size
         self.smoothing = float(smoothing)
         self.num_params = 2 * grid_size * grid_size
@@ -93,8 +96,9 @@ class ThinPlateSpline(Transform):
         return cached(key, lambda: block_basis(self.output_basis(size, align_corners, dtype=dtype, device=device), 2))
 
     def grid(self, theta: Tensor, size: Sequence[int], align_corners: bool = False) -> Tensor:
-        size = self._check_size(size)
         self._check_theta(theta)
+        size = self._check_grid(theta, size, align_corners)
+        check_allocation("output_basis", (math.prod(size), self.grid_size**2 + 3), torch.float64)
         n = theta.shape[0]
         points = theta.reshape(n, self.num_params // 2, 2)  # (N, K, 2)
         if fastpath.enabled():
@@ -108,7 +112,7 @@ class ThinPlateSpline(Transform):
         self._check_theta(theta)
         points = self._check_points(theta, points)  # (N, P, 2)
         solution = self._solution64.to(dtype=theta.dtype, device=theta.device)  # (K+3, K)
-        basis = self._basis64(points.detach().double()).to(theta.dtype) @ solution  # (N, P, K)
+        basis = self._basis64(points.double()).to(theta.dtype) @ solution  # (N, P, K), differentiable in points
         return basis @ theta.view(theta.shape[0], self.num_params // 2, 2)  # (N, P, 2)
 
     def extra_repr(self) -> str:

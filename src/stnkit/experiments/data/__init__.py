@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+from . import clutter  # noqa: F401  (registers t, tc, addition; imports .distortions, never the reverse)
 from .datasets import TEST_SEED, DistortedDigits, derive_seed, list_datasets
 from .distortions import Distortion, get_distortion, index_params, list_distortions, register_distortion
 from .download import ChecksumError, DownloadError

@@ -1,5 +1,6 @@
 """Distortions on a larger canvas that use other digits: T, TC (translated, cluttered) and MNIST
-addition. Registered by importing :mod:`stnkit.experiments.data.distortions`."""
+addition. Registered by the package ``__init__`` importing this module (it imports
+:mod:`.distortions`, never the reverse)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from .distortions import (SOURCE_SIZE, Distortion, Params, RotatedTranslatedScal
                           register_distortion)
 
 
-@register_distortion("t")
+@register_distortion
 class Translated(Distortion):
     """T: the whole ``28 x 28`` digit frame at a uniformly random whole-pixel position on a
     ``size x size`` canvas (whole pixels so the digit is copied without blur; the frame always
@@ -45,7 +46,7 @@ class Translated(Distortion):
         return self._place(images, params)
 
 
-@register_distortion("tc")
+@register_distortion
 class TranslatedCluttered(Translated):
     """TC: the digit as in :class:`Translated` on a ``size x size`` canvas, plus ``patches``
     clutter patches of ``patch_size x patch_size`` pixels cropped from other digits.
@@ -106,7 +107,7 @@ class TranslatedCluttered(Translated):
         return flat.view_as(canvas)  # (N, 1, H, W)
 
 
-@register_distortion("addition")
+@register_distortion
 class Addition(Distortion):
     """MNIST addition: two digits in two channels of a ``size x size`` canvas, each with its own
     independent RTS distortion (:class:`~stnkit.experiments.data.distortions.RotatedTranslatedScaled`, same

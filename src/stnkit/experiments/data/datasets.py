@@ -28,7 +28,7 @@ _TEST_CHUNK = 2048
 
 
 def list_datasets() -> list[str]:
-    """Data-set names accepted by ``DistortedDigits`` and ``stnkit train --dataset``: the distortions."""
+    """Data-set names accepted by ``DistortedDigits``: the distortions (the digit tasks of ``stnkit train --task``)."""
     return list_distortions()
 
 

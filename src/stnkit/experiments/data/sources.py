@@ -83,7 +83,7 @@ _FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
           "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
 
 _SOURCES: Registry[DigitSource] = Registry("digit data set")
-_SOURCES.register("mnist")(DigitSource(
+_SOURCES.register(DigitSource(
     name="mnist", title="MNIST", files=dict(_FILES),
     md5={"train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
          "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
@@ -93,7 +93,7 @@ _SOURCES.register("mnist")(DigitSource(
              "https://storage.googleapis.com/cvdf-datasets/mnist/",
              "http://yann.lecun.com/exdb/mnist/"),
     counts={"train": 60000, "test": 10000}, torchvision_folder="MNIST", has_embedded=True))
-_SOURCES.register("fashion-mnist")(DigitSource(
+_SOURCES.register(DigitSource(
     name="fashion-mnist", title="Fashion-MNIST", files=dict(_FILES),
     md5={"train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
          "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",

@@ -20,23 +20,23 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from ..._registry import Registry
 from ..._validate import check_positive_int
 from ...transforms import list_transforms
-from .network import TransformerClassifier, conv_classifier, fc_classifier
-from .zoo import MODELS
+from . import zoo  # noqa: F401  (registers the paper's models)
+from .network import BACKBONES, MODELS, TransformerClassifier, conv_classifier, fc_classifier
 
-_REGISTRY: Registry[Callable[..., TransformerClassifier]] = Registry("model")
-
-
-def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator registering a model factory ``f(in_shape, num_classes, transform, downsample,
-    transform_options, **options) -> nn.Module`` under ``name``."""
-    return _REGISTRY.register(name)
+_REGISTRY = MODELS
 
 
-for _name, _factory in MODELS.items():
-    register_model(_name)(_factory)
+def register_model(obj: Any = None, *, name: str | None = None) -> Any:
+    """Registers a model factory ``f(in_shape, num_classes, transform, downsample, transform_options,
+    **options) -> nn.Module`` under its ``name`` attribute or ``__name__`` (or ``name``)."""
+    return MODELS.register(obj, name=name)
+
+
+def list_backbones() -> list[str]:
+    """Names of the registered classifier backbones (``fcn``, ``cnn``)."""
+    return BACKBONES.names()
 
 
 def list_models() -> list[str]:
@@ -116,6 +116,7 @@ __all__ = [
     "create_model",
     "describe_model",
     "fc_classifier",
+    "list_backbones",
     "list_models",
     "localisation_parameters",
     "register_model",

@@ -13,10 +13,16 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from ..._registry import Registry
 from ..._validate import check_positive_int, check_tensor
 from ...module import SpatialTransformer
 
+# The leaf registries of this package: zoo.py registers the models, this module the backbones.
+MODELS: Registry = Registry("model")
+BACKBONES: Registry = Registry("backbone")
 
+
+@BACKBONES.register(name="fcn")
 def fc_classifier(in_shape: Sequence[int], num_classes: int, hidden: Sequence[int] = (128, 128)) -> nn.Sequential:
     """The paper's FCN classifier: flatten -> ``len(hidden)`` ReLU layers -> classification layer.
 
@@ -40,6 +46,7 @@ def fc_classifier(in_shape: Sequence[int], num_classes: int, hidden: Sequence[in
     return nn.Sequential(*layers)
 
 
+@BACKBONES.register(name="cnn")
 def conv_classifier(in_shape: Sequence[int], num_classes: int, channels: Sequence[int] = (32, 64),
                     kernel_sizes: Sequence[int] = (9, 7), padding: Sequence[int] = (4, 0)) -> nn.Sequential:
     """The paper's CNN classifier: conv 9x9 -> max-pool 2 -> conv 7x7 -> max-pool 2 -> classifier.

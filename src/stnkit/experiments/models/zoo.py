@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 
 from ...localisation import conv_localisation, fc_localisation
 from ...module import SpatialTransformer
-from .network import TransformerClassifier, conv_classifier, fc_classifier
+from .network import BACKBONES, MODELS, TransformerClassifier
 
 Factory = Callable[..., TransformerClassifier]
 
@@ -40,17 +40,19 @@ def _transformers(count: int, localisation: str, in_shape: Sequence[int], transf
             for _ in range(count)]
 
 
+@MODELS.register
 def fcn(in_shape, num_classes, transform=None, downsample=False, transform_options=None,
         hidden: Sequence[int] = (128, 128)) -> TransformerClassifier:
     """FCN: 2 hidden fully connected layers + classification layer. Option: ``hidden``."""
-    return TransformerClassifier(fc_classifier(_pooled(in_shape, downsample), num_classes, hidden),
+    return TransformerClassifier(BACKBONES.get("fcn")(_pooled(in_shape, downsample), num_classes, hidden),
                                  in_shape, downsample=downsample)
 
 
+@MODELS.register
 def cnn(in_shape, num_classes, transform=None, downsample=False, transform_options=None,
         channels: Sequence[int] = (32, 64)) -> TransformerClassifier:
     """CNN: conv 9x9 -> max-pool -> conv 7x7 -> max-pool -> classification layer. Option: ``channels``."""
-    return TransformerClassifier(conv_classifier(_pooled(in_shape, downsample), num_classes, channels),
+    return TransformerClassifier(BACKBONES.get("cnn")(_pooled(in_shape, downsample), num_classes, channels),
                                  in_shape, downsample=downsample)
 
 
@@ -59,21 +61,16 @@ def _st_model(count: int, localisation: str, classifier: str) -> Factory:
                 **options: Any) -> TransformerClassifier:
         sts = _transformers(count, localisation, in_shape, transform, transform_options)
         head = _pooled(in_shape, downsample, channels=count * in_shape[0])
-        build = fc_classifier if classifier == "fcn" else conv_classifier
+        build = BACKBONES.get(classifier)
         return TransformerClassifier(build(head, num_classes, **options), in_shape, sts, downsample)
 
     loc = "FC localisation" if localisation == "fc" else "conv localisation"
     what = "an ST" if count == 1 else f"{count} parallel STs (outputs concatenated)"
     factory.__doc__ = f"{what} ({loc}) -> {classifier.upper()}. Option: " + (
         "``hidden``." if classifier == "fcn" else "``channels``.")
+    factory.name = ("st-" if count == 1 else f"{count}xst-") + classifier  # type: ignore[attr-defined]
     return factory
 
 
-MODELS: dict[str, Factory] = {
-    "fcn": fcn,
-    "cnn": cnn,
-    "st-fcn": _st_model(1, "fc", "fcn"),
-    "st-cnn": _st_model(1, "conv", "cnn"),
-    "2xst-fcn": _st_model(2, "fc", "fcn"),
-    "2xst-cnn": _st_model(2, "conv", "cnn"),
-}
+for _count, _loc, _classifier in ((1, "fc", "fcn"), (1, "conv", "cnn"), (2, "fc", "fcn"), (2, "conv", "cnn")):
+    MODELS.register(_st_model(_count, _loc, _classifier))  # st-fcn, st-cnn, 2xst-fcn, 2xst-cnn

@@ -2,7 +2,7 @@
 
 Example:
     >>> from stnkit.experiments.train import TrainConfig, train          # doctest: +SKIP
-    >>> summary = train(TrainConfig(model="st-cnn", dataset="rts", epochs=2), "runs/demo")  # doctest: +SKIP
+    >>> summary = train(TrainConfig(model="st-cnn", task="rts", epochs=2), "runs/demo")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -11,10 +11,16 @@ from .callbacks import Callback
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig, load_config
 from .evaluate import evaluate, evaluate_run, load_run
-from .trainer import Trainer, TrainingDiverged, build_model, train
+from .build import build_model, make_task
+from .progress import ProgressBar
+from .state import EpochTotals, TrainState
+from .trainer import Trainer, TrainingDiverged, train
 
 __all__ = [
     "Callback",
+    "EpochTotals",
+    "ProgressBar",
+    "TrainState",
     "TrainConfig",
     "Trainer",
     "TrainingDiverged",
@@ -24,6 +30,7 @@ __all__ = [
     "load_checkpoint",
     "load_config",
     "load_run",
+    "make_task",
     "save_checkpoint",
     "train",
 ]

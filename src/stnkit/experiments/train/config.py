@@ -11,13 +11,24 @@ import dataclasses
 import json
 import math
 import typing
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Any
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("step", "cosine", "constant")
 DEVICES = ("auto", "cpu", "cuda")
+TASK_DEFAULT = "rts"
+
+#: The message of the deprecated ``dataset`` setting (``--dataset``, config files, old runs' config.json).
+DATASET_DEPRECATED = ("'dataset' is deprecated and now called 'task' (--task on the command line, \"task\" in "
+                      "config files); 'dataset' still works for now")
+
+
+def warn_dataset_deprecated(stacklevel: int = 3) -> None:
+    """Warns (``FutureWarning``, shown to users by default) that ``dataset`` is now ``task``."""
+    warnings.warn(DATASET_DEPRECATED, FutureWarning, stacklevel=stacklevel)
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
@@ -34,7 +45,7 @@ class TrainConfig:
     # what to train
     model: str = _f("st-cnn", "model name (stnkit list)")
     transform: str = _f("affine", "transform family of the spatial transformers")
-    dataset: str = _f("rts", "distortion / experiment: r, rts, p, e, t, tc, addition, none")
+    task: str = _f(TASK_DEFAULT, "task (experiment): r, rts, p, e, t, tc, addition, none (stnkit list)")
     digits: str = _f("mnist", "source digits: mnist or fashion-mnist")
     downsample: bool | None = _f(None, "2x average pool after the ST (default: on for inputs larger than 28x28)")
     transform_options: dict = _f({}, "transform family options as JSON, e.g. '{\"grid_size\": 4}'")
@@ -62,6 +73,16 @@ class TrainConfig:
     device: str = _f("auto", "auto, cpu or cuda")
     threads: int | None = _f(None, "torch CPU threads per process")
     eval_batch_size: int = _f(1000, "batch size of the test-set evaluation")
+    # deprecated: the old name of `task` (accepted, with a FutureWarning)
+    dataset: InitVar[str | None] = None
+
+    def __post_init__(self, dataset: str | None) -> None:
+        if dataset is not None and dataset != self.task:  # equal: dataclasses.replace() passing it back
+            warn_dataset_deprecated(stacklevel=4)
+            if self.task not in (TASK_DEFAULT, dataset):
+                raise ValueError(f"dataset: the deprecated name of task, given as {dataset!r} while task is "
+                                 f"{self.task!r}; give task only")
+            self.task = dataset
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -69,6 +90,14 @@ class TrainConfig:
         """Builds a config from ``values`` (unknown keys are refused); types are checked."""
         if not isinstance(values, dict):
             raise TypeError(f"{where}: expected a mapping of settings, got {type(values).__name__}")
+        if "dataset" in values:  # the old name of `task` (config files, --dataset, runs before 0.2)
+            values = dict(values)
+            dataset = values.pop("dataset")
+            warn_dataset_deprecated()
+            if values.get("task", dataset) != dataset:
+                raise ValueError(f"{where}: dataset: the deprecated name of task, given as {dataset!r} while "
+                                 f"task is {values['task']!r}; give task only")
+            values["task"] = dataset
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(values) - set(names))
         if unknown:
@@ -94,11 +123,15 @@ class TrainConfig:
         """
         from .. import data
         from ..models import list_models
+        from ..tasks import get_task, list_tasks
         from ...transforms import list_transforms
 
         _choice("model", self.model, list_models())
         _choice("transform", self.transform, list_transforms())
-        _choice("dataset", self.dataset, data.list_distortions())
+        _choice("task", self.task, list_tasks())
+        task = get_task(self.task)
+        if not task.accepts(self.model):
+            raise ValueError(f"model: task {self.task!r} accepts {', '.join(task.models)}; got {self.model!r}")
         _choice("digits", self.digits, data.list_sources())
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
@@ -120,6 +153,24 @@ class TrainConfig:
         if self.momentum >= 1:
             raise ValueError(f"momentum: expected a number in [0, 1), got {self.momentum!r}")
         return self
+
+
+def _dataset(self: TrainConfig) -> str:
+    """Deprecated: the config's :attr:`task` (read quietly: ``dataclasses.replace`` reads it too)."""
+    return self.task
+
+
+TrainConfig.dataset = property(_dataset)  # type: ignore[assignment]  (read access for old code)
+
+
+def with_task_recipe(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` layered over the default recipe of their task (``Task.recipe``): defaults < the
+    task's recipe < a config file < options. Unknown task names are left for :meth:`TrainConfig.validate`."""
+    from ..tasks import get_task, list_tasks
+
+    name = values.get("task", values.get("dataset", TASK_DEFAULT))
+    recipe = get_task(name).recipe if name in list_tasks() else {}
+    return {**recipe, **values}
 
 
 def load_config(path: str | Path) -> TrainConfig:
@@ -148,7 +199,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
 def field_types() -> dict[str, Any]:
     """``{setting: type hint}`` of :class:`TrainConfig` (used by the CLI to build its options)."""
-    return typing.get_type_hints(TrainConfig)
+    hints = typing.get_type_hints(TrainConfig)
+    return {f.name: hints[f.name] for f in dataclasses.fields(TrainConfig)}
 
 
 def _coerce(name: str, value: Any, where: str) -> Any:

@@ -6,9 +6,11 @@ set; without them training is single-process. CPU uses the gloo backend, CUDA nc
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 import torch.distributed as dist
@@ -70,6 +72,30 @@ def setup(device: str = "auto") -> DistEnv:
         owns = True
         log.info("rank %d/%d joined the %s process group on %s", rank, world_size, backend, dev)
     return DistEnv(rank, world_size, local_rank, dev, owns)
+
+
+def single_process(device: str = "auto") -> DistEnv:
+    """The environment of a one-process run on ``device``.
+
+    Raises:
+        ValueError: under ``torchrun`` (``WORLD_SIZE > 1``): the caller must join the process group
+            with :func:`setup` (or :func:`process_group`) and pass its environment.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size > 1:
+        raise ValueError(f"env: this process is one of WORLD_SIZE={world_size} (torchrun); set up the process "
+                         f"group first (stnkit.experiments.train.distributed.setup) and pass its env")
+    return DistEnv(device=resolve_device(device))
+
+
+@contextlib.contextmanager
+def process_group(device: str = "auto") -> Iterator[DistEnv]:
+    """:func:`setup` on entry, :func:`cleanup` on exit (also on errors and Ctrl-C)."""
+    env = setup(device)
+    try:
+        yield env
+    finally:
+        cleanup(env)
 
 
 def all_reduce_sum(values: list[float], env: DistEnv) -> list[float]:

@@ -1,4 +1,4 @@
-"""Evaluation: error of a model on batches, and of a saved run on its test set or a user's ``.npz``."""
+"""Evaluation: a saved run on what its task is scored on, or on a user's ``.npz``; loading saved runs."""
 
 from __future__ import annotations
 
@@ -8,31 +8,21 @@ from typing import Any, Iterable
 import torch
 from torch import Tensor, nn
 
+from ..tasks import classification_error
 from . import checkpoint as ckpt
+from .build import build_model, make_task
 from .config import TrainConfig
 
 
-@torch.no_grad()
 def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
              device: torch.device | str | None = None) -> dict[str, Any]:
     """Classification error of ``model`` over ``batches`` of ``(x (n, C, H, W), y (n,))``.
 
     Returns:
-        ``{"error": %, "accuracy": %, "n": images}`` (error + accuracy = 100).
+        ``{"error": %, "accuracy": %, "n": images}`` (error + accuracy = 100); see
+        :func:`stnkit.experiments.tasks.classification_error`, which this calls.
     """
-    was_training = model.training
-    model.eval()
-    correct = n = 0
-    try:
-        for x, y in batches:
-            logits = model(x.to(device) if device is not None else x)  # (n, classes)
-            correct += int((logits.argmax(1).cpu() == y.cpu()).sum())
-            n += len(y)
-    finally:
-        model.train(was_training)
-    if n == 0:
-        raise ValueError("batches: expected at least one image to evaluate, got none")
-    return {"error": 100.0 * (n - correct) / n, "accuracy": 100.0 * correct / n, "n": n}
+    return classification_error(model, batches, device)
 
 
 def load_run(path: str | Path) -> tuple[nn.Module, TrainConfig]:
@@ -41,8 +31,6 @@ def load_run(path: str | Path) -> tuple[nn.Module, TrainConfig]:
     Returns:
         ``(model, config)``; the model has ``in_shape`` and ``spatial_transformers``.
     """
-    from .trainer import build_model
-
     state = ckpt.load_checkpoint(path)
     config = TrainConfig.from_dict(state["config"], where=f"run {path}")
     model = build_model(config, tuple(state["in_shape"]), int(state["num_classes"]))
@@ -57,7 +45,8 @@ def _batches(x: Tensor, y: Tensor, batch_size: int) -> Iterable[tuple[Tensor, Te
 
 def evaluate_run(path: str | Path, *, npz: str | Path | None = None, data_dir: str | None = None,
                  batch_size: int = 1000) -> dict[str, Any]:
-    """Error % of a saved run on its fixed test set, or on the images of a user's ``.npz``.
+    """The task's metrics of a saved run on what the task is scored on (its fixed test set), or on
+    the images of a user's ``.npz`` (classification tasks).
 
     Args:
         path: Run directory or checkpoint file.
@@ -67,32 +56,25 @@ def evaluate_run(path: str | Path, *, npz: str | Path | None = None, data_dir: s
         batch_size: Evaluation batch size.
 
     Returns:
-        ``{"error", "accuracy", "n"}`` plus ``"on"`` (what was evaluated).
+        The task's metrics (``{"error", "accuracy", "n"}`` for the digit tasks) plus ``"on"``
+        (what was evaluated).
     """
-    from .. import data
-
     model, config = load_run(path)
-    c, h, w = model.in_shape
+    task = make_task(config, data_dir=data_dir)
     if npz is not None:
+        from .. import data
+
+        c, h, w = model.in_shape
         images, labels = data.load_npz(npz)
         images = data.fit_to_size(images, (h, w), c)
         num_classes = _num_classes(model)
         if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
             raise ValueError(f"labels: this model predicts classes 0..{num_classes - 1}; {npz} has labels "
                              f"{int(labels.min())}..{int(labels.max())}")
-        result = evaluate(model, _batches(images, labels, batch_size))
+        result = task.evaluate(model, _batches(images, labels, batch_size))
         return {**result, "on": str(npz)}
-    test = run_test_set(config, data_dir)
-    result = evaluate(model, test.batches(0, batch_size))
-    return {**result, "on": f"{config.digits} {config.dataset} test set"}
-
-
-def run_test_set(config: TrainConfig, data_dir: str | None = None) -> Any:
-    """The fixed test set of a run (a ``DistortedDigits``), from ``data_dir`` or where the run found it."""
-    from .. import data
-
-    return data.DistortedDigits(config.dataset, "test", name=config.digits, data_dir=data_dir or config.data_dir,
-                                seed=config.seed, limit=config.test_limit or config.limit)
+    result = task.evaluate(model, task.eval_data().batches(0, batch_size))
+    return {**result, "on": f"{config.digits} {config.task} {task.scored_on} set"}
 
 
 def _num_classes(model: nn.Module) -> int:

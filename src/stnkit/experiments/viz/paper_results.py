@@ -1,6 +1,7 @@
 """The paper's published test errors (%), for comparison tables (Jaderberg et al., NIPS 2015).
 
-Keys are ``(model, transform, distortion)`` in this library's names: models of
+The numbers are declared by the tasks (:mod:`stnkit.experiments.tasks`, ``Task.paper``); this module
+views them as the paper's tables. Keys are ``(model, transform, distortion)`` in this library's names: models of
 :mod:`stnkit.experiments.models` (``fcn``, ``cnn``, ``st-fcn``, ``st-cnn``, ``2xst-fcn``, ``2xst-cnn``), transform
 families of :mod:`stnkit.transforms` (``None`` for models without a transformer) and distortions of
 :mod:`stnkit.experiments.data` (``r``, ``rts``, ``p``, ``e``, ``tc``, ``addition``). All numbers are on MNIST.
@@ -14,6 +15,8 @@ families of :mod:`stnkit.transforms` (``None`` for models without a transformer)
 
 from __future__ import annotations
 
+from ..tasks import get_task, list_tasks
+
 #: Display names of models and transforms, as the paper's tables write them.
 MODEL_LABELS = {"fcn": "FCN", "cnn": "CNN", "st-fcn": "ST-FCN", "st-cnn": "ST-CNN",
                 "2xst-fcn": "2xST-FCN", "2xst-cnn": "2xST-CNN"}
@@ -22,35 +25,21 @@ TRANSFORM_LABELS = {"affine": "Aff", "projective": "Proj", "tps": "TPS", "attent
 DISTORTION_LABELS = {"none": "none", "r": "R", "rts": "RTS", "p": "P", "e": "E", "t": "T", "tc": "TC",
                      "addition": "Addition"}
 
+# The numbers themselves are declared by the tasks (stnkit.experiments.tasks); these are views of them.
 #: Table 1: test error (%) on distorted MNIST.
-TABLE1: dict[tuple[str, str | None], dict[str, float]] = {
-    ("fcn", None): {"r": 2.1, "rts": 5.2, "p": 3.1, "e": 3.2},
-    ("cnn", None): {"r": 1.2, "rts": 0.8, "p": 1.5, "e": 1.4},
-    ("st-fcn", "affine"): {"r": 1.2, "rts": 0.8, "p": 1.5, "e": 2.7},
-    ("st-fcn", "projective"): {"r": 1.3, "rts": 0.9, "p": 1.4, "e": 2.6},
-    ("st-fcn", "tps"): {"r": 1.1, "rts": 0.8, "p": 1.4, "e": 2.4},
-    ("st-cnn", "affine"): {"r": 0.7, "rts": 0.5, "p": 0.8, "e": 1.2},
-    ("st-cnn", "projective"): {"r": 0.8, "rts": 0.6, "p": 0.8, "e": 1.3},
-    ("st-cnn", "tps"): {"r": 0.7, "rts": 0.5, "p": 0.8, "e": 1.1},
-}
+TABLE1: dict[tuple[str, str | None], dict[str, float]] = {}
+for _d in ("r", "rts", "p", "e"):
+    for _key, _value in get_task(_d).paper.items():
+        TABLE1.setdefault(_key, {})[_d] = _value
 
 #: Translated cluttered MNIST (60x60), from the paper's text; the transform is not named.
-TC: dict[str, float] = {"fcn": 13.2, "cnn": 3.5, "st-fcn": 2.0, "st-cnn": 1.7}
+TC: dict[str, float] = {model: value for (model, _), value in get_task("tc").paper.items()}
 
 #: Whether :data:`TC` applies to a transformer model whatever its transform family.
 TC_ANY_TRANSFORM = True
 
 #: Table 4: test error (%) on MNIST addition.
-TABLE4: dict[tuple[str, str | None], float] = {
-    ("fcn", None): 47.7,
-    ("cnn", None): 14.7,
-    ("st-fcn", "affine"): 22.6,
-    ("st-fcn", "projective"): 18.5,
-    ("st-fcn", "tps"): 19.1,
-    ("2xst-fcn", "affine"): 9.0,
-    ("2xst-fcn", "projective"): 5.9,
-    ("2xst-fcn", "tps"): 5.8,
-}
+TABLE4: dict[tuple[str, str | None], float] = dict(get_task("addition").paper)
 
 #: The columns of the paper's tables, in order.
 PAPER_DISTORTIONS = ("r", "rts", "p", "e", "tc", "addition")
@@ -76,14 +65,9 @@ def paper_error(model: str, transform: str | None, distortion: str, dataset: str
         >>> paper_error("cnn", "affine", "addition")
         14.7
     """
-    if dataset != "mnist":
+    if distortion not in list_tasks():
         return None
-    key = (model, transform if has_transformer(model) else None)
-    if distortion == "tc":
-        return TC.get(model)
-    if distortion == "addition":
-        return TABLE4.get(key)
-    return TABLE1.get(key, {}).get(distortion)
+    return get_task(distortion).paper_value(model, transform, dataset)
 
 
 def row_label(model: str, transform: str | None) -> str:

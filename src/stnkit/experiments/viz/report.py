@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..tasks import get_task, headline, list_tasks
 from ._files import atomic_write
 from .paper_results import DISTORTION_LABELS, TABLE1, TABLE4, has_transformer, paper_error, row_label
 
@@ -103,10 +104,12 @@ def load_result(run: str | Path) -> RunResult:
     if not summary and not config:
         raise ValueError(f"runs: expected a run directory with summary.json or config.json, got {str(run)!r}")
     info = {**config, **summary}
+    task = str(info.get("task", info.get("dataset", "?")))  # runs before tasks wrote "dataset"
+    key = f"test_{headline(get_task(task)).name}" if task in list_tasks() else "test_error"  # the task's headline
     metrics = _read_metrics(path / "metrics.jsonl")
-    curve = [(int(m["epoch"]), float(m["test_error"])) for m in metrics
-             if _number(m.get("epoch")) is not None and _number(m.get("test_error")) is not None]
-    test_error = _number(summary.get("test_error"))
+    curve = [(int(m["epoch"]), float(m[key])) for m in metrics
+             if _number(m.get("epoch")) is not None and _number(m.get(key)) is not None]
+    test_error = _number(summary.get(key))
     if test_error is None and curve:
         test_error = curve[-1][1]
     train_time = _number(summary.get("train_time_s"))
@@ -116,7 +119,7 @@ def load_result(run: str | Path) -> RunResult:
     transform = info.get("transform") if has_transformer(model) else None
     return RunResult(
         path=path, model=model, transform=str(transform) if transform else None,
-        distortion=str(info.get("dataset", "?")), digits=str(info.get("digits", "mnist")),
+        distortion=task, digits=str(info.get("digits", "mnist")),
         test_error=test_error, params=info.get("params"), train_time_s=train_time,
         epochs=info.get("epochs") if summary else (curve[-1][0] if curve else None),
         iterations=info.get("iterations") if summary else None, curve=curve, complete=_completed(summary, config),

@@ -50,7 +50,7 @@ def run_title(config: Any) -> str:
     """A run's name in the paper's words, e.g. ``"ST-CNN Aff on MNIST RTS"``."""
     model = getattr(config, "model", "?")
     digits = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}.get(getattr(config, "digits", "mnist"), "digits")
-    distortion = getattr(config, "dataset", "?")
+    distortion = getattr(config, "task", "?")
     return f"{row_label(model, getattr(config, 'transform', None))} on {digits} {DISTORTION_LABELS.get(distortion, distortion)}"
 
 
@@ -63,23 +63,22 @@ def pick(count: int, n: int, seed: int) -> Tensor:
 
 
 def sample_test_images(config: Any, n: int, seed: int = 0) -> Tensor:
-    """``n`` images of the run's fixed test set (the one ``stnkit eval`` uses), chosen with ``seed``.
+    """``n`` images of what the run's task is scored on (the set ``stnkit eval`` uses), chosen with ``seed``.
 
     Returns:
-        ``(n, C, H, W)`` float in [0, 1] (fewer when the test set is smaller).
+        ``(n, C, H, W)`` float in [0, 1] (fewer when the set is smaller).
     """
-    from ..data import DistortedDigits
+    from ..train import make_task
 
-    limit = getattr(config, "test_limit", None) or getattr(config, "limit", None)
-    dataset = DistortedDigits(config.dataset, "test", name=getattr(config, "digits", "mnist"),
-                              data_dir=getattr(config, "data_dir", None), seed=getattr(config, "seed", 0),
-                              limit=limit)
+    task = make_task(config)
+    dataset = task.eval_data()
     wanted = pick(len(dataset), n, seed)
     if len(wanted) == 0:
-        raise ValueError(f"run: the test set of {config.dataset!r} is empty; nothing to show")
+        raise ValueError(f"run: the {task.scored_on} set of task {config.task!r} is empty; nothing to show")
     chosen: list[Tensor] = []
     start = 0
-    for x, _ in dataset.batches(0, 1000):  # in order: the test split is not shuffled
+    for batch in dataset.batches(0, 1000):  # in order: the evaluation set is not shuffled
+        x = task.images(batch)  # (b, C, H, W)
         local = wanted[(wanted >= start) & (wanted < start + x.shape[0])] - start
         chosen.append(x[local])
         start += x.shape[0]

@@ -1,0 +1,56 @@
+"""``stnkit list``: the names a user can pass (tasks, models, families, digits), one per row.
+
+Nothing heavy happens without ``--params``: no model is built and no data is loaded; the paper's
+numbers come from the tasks (:attr:`stnkit.experiments.tasks.Task.paper`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import transforms
+from . import data
+from .models import count_parameters, create_model, describe_model, list_models
+from .tasks import TASKS, headline
+
+
+def print_list(params: bool = False) -> None:
+    """Prints every task, model, transform family and digit data set, one name at the start of each
+    row (section headers start with ``#``); ``params`` adds each model's parameter counts."""
+    print("# tasks (--task), on --digits " + " or ".join(data.list_sources()) + ":")
+    tasks = {name: cls() for name, cls in TASKS.items()}  # no data is loaded
+    for name, task in tasks.items():
+        metric = headline(task)
+        c, h, w = task.in_shape
+        paper = ", ".join(f"{m}{' ' + t if t else ''} {v}".replace(" *", " (any family)")
+                          for (m, t), v in task.paper.items())
+        print(f"{name:<10} {c}x{h}x{w} -> {task.num_outputs} classes, {metric.name} {metric.unit} "
+              f"({'lower' if metric.lower_is_better else 'higher'} is better) on the {task.scored_on} set; "
+              f"{task.title}" + (f"; paper ({task.paper_source}, MNIST): {paper}" if paper else ""))
+    print("\n# models (--model)" + ("" if params else "; parameter counts: stnkit list --params") + ":")
+    setups = _parameter_setups(tasks) if params else {}
+    if setups:
+        print("# parameters with an affine ST, per input: " + "; ".join(setups))
+    for name in list_models():
+        counts = "".join(f"{_count_parameters(name, *setup):>12,}" for setup in setups.values())
+        print(f"{name:<10}{counts}  {describe_model(name).split(' Option')[0]}")
+    print("\n# transform families (--transform):")
+    for name in transforms.list_transforms():
+        t = transforms.get(name)
+        print(f"{name:<12} {t.num_params:>3} parameters, {t.ndim}-D")
+    print("\n# digit data sets (--digits):")
+    for name in data.list_sources():
+        print(name)
+
+
+def _parameter_setups(tasks: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], int]]:
+    """``{"r/p/e/none 1x28x28": (in_shape, outputs)}``: the distinct model sizes the tasks need."""
+    groups: dict[tuple[tuple[int, ...], int], list[str]] = {}
+    for name, task in tasks.items():
+        groups.setdefault((tuple(task.in_shape), task.num_outputs), []).append(name)
+    return {f"{'/'.join(names)} {'x'.join(map(str, shape))}": (shape, k) for (shape, k), names in groups.items()}
+
+
+def _count_parameters(model: str, in_shape: tuple[int, ...], num_classes: int) -> int:
+    return count_parameters(create_model(model, in_shape=in_shape, num_classes=num_classes,
+                                         downsample=max(in_shape[1:]) > 28))

@@ -1,0 +1,30 @@
+"""Tasks: the experiments of the paper as plug-ins (see :mod:`.base` for what a task declares).
+
+``base`` holds the :class:`Task` interface and the registry (the leaf every task module imports);
+this ``__init__`` imports the task modules, which register themselves.
+
+Example:
+    >>> from stnkit.experiments.tasks import list_tasks
+    >>> list_tasks()
+    ['addition', 'e', 'none', 'p', 'r', 'rts', 't', 'tc']
+"""
+
+from __future__ import annotations
+
+from . import digits  # noqa: F401  (registers r, rts, p, e, t, tc, addition, none)
+from .base import TASKS, EpochData, Metric, StepResult, Task, get_task, headline, list_tasks, register_task
+from .digits import DigitTask, classification_error
+
+__all__ = [
+    "DigitTask",
+    "EpochData",
+    "Metric",
+    "StepResult",
+    "TASKS",
+    "Task",
+    "classification_error",
+    "get_task",
+    "headline",
+    "list_tasks",
+    "register_task",
+]

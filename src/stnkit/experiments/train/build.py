@@ -1,0 +1,33 @@
+"""What a config builds: its task and its model (shared by the trainer and by loading saved runs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..models import create_model
+from ..tasks import Task, get_task
+from .config import TrainConfig
+
+
+def make_task(config: TrainConfig, *, data_dir: str | None = None) -> Task:
+    """The config's task, its data not loaded yet (``data_dir`` overrides the config's)."""
+    return get_task(config.task).from_config(config, data_dir=data_dir)
+
+
+def build_model(config: TrainConfig, in_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """Creates the config's model; the weight init is seeded by ``config.seed`` without touching
+    the global RNG state (``torch.random.fork_rng``)."""
+    downsample = config.downsample if config.downsample is not None else max(in_shape[1:]) > 28
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        return create_model(config.model, in_shape=in_shape, num_classes=num_classes, transform=config.transform,
+                            downsample=downsample, transform_options=config.transform_options or None,
+                            **config.model_options)
+
+
+def model_for(config: TrainConfig, task: Any) -> nn.Module:
+    """:func:`build_model` at the task's input shape and output size."""
+    return build_model(config, task.in_shape, task.num_outputs)

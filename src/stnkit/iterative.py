@@ -1,0 +1,108 @@
+"""``IterativeSpatialTransformer``: one localisation net applied K times (IC-STN, Lin & Lucey 2017)."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ._validate import check_bool, check_positive_int, check_tensor
+from .functional import warp
+from .module import SpatialTransformer
+from .sampling import Fill
+from .transforms import MatrixTransform, Transform, get, list_transforms
+
+
+class IterativeSpatialTransformer(SpatialTransformer):
+    """Inverse compositional spatial transformer (IC-STN, Lin & Lucey, CVPR 2017).
+
+    One localisation net (with its regression layer, zero weights and identity bias as in
+    :class:`~stnkit.SpatialTransformer`) is applied ``steps`` times. Step ``k`` reads the
+    **original** input warped by the composition of the updates so far (at the input's size, so the
+    same net applies at every step) and predicts an update ``dtheta_k``; the composition becomes
+    ``compose(theta_{k-1}, dtheta_k)`` (the family's :meth:`~stnkit.transforms.MatrixTransform.compose`:
+    matrices ``M_1 @ M_2 @ ... @ M_k``). The output is the original input warped once by the final
+    composition, so nothing is lost at the borders between steps. Matrix families only.
+
+    Args:
+        localisation: Maps ``(N, C, H, W)`` to ``(N, F)`` features.
+        transform: A matrix family (``translation``, ``attention``, ``similarity``, ``affine``,
+            ``projective``, ``affine3d``) or an instance of one.
+        steps: ``K``, the number of updates (``K = 1`` is a plain :class:`~stnkit.SpatialTransformer`).
+        loc_features, output_size, mode, padding, fill, align_corners, antialias, transform_options,
+            check_finite: As for :class:`~stnkit.SpatialTransformer`.
+
+    Shape:
+        - input: ``(N, C, H, W)`` (``(N, C, D, H, W)`` for ``affine3d``).
+        - output: ``(N, C, H', W')``.
+        - thetas (``return_thetas=True``): ``(N, K, num_params)``, the composition after each step
+          (the last one is the final warp).
+
+    Example:
+        >>> import torch, stnkit
+        >>> ic = stnkit.IterativeSpatialTransformer(stnkit.fc_localisation((1, 8, 8)), "affine", steps=3)
+        >>> out, thetas = ic(torch.rand(2, 1, 8, 8), return_thetas=True)
+        >>> tuple(thetas.shape)
+        (2, 3, 6)
+    """
+
+    def __init__(
+        self,
+        localisation: nn.Module,
+        transform: str | Transform = "affine",
+        *,
+        steps: int = 4,
+        loc_features: int | None = None,
+        output_size: Sequence[int] | None = None,
+        mode: str = "bilinear",
+        padding: str = "zeros",
+        fill: Fill = None,
+        align_corners: bool = False,
+        antialias: bool = False,
+        transform_options: dict[str, Any] | None = None,
+        check_finite: bool = True,
+    ) -> None:
+        super().__init__(localisation, transform, loc_features=loc_features, output_size=output_size, mode=mode,
+                         padding=padding, fill=fill, align_corners=align_corners, antialias=antialias,
+                         transform_options=transform_options, check_finite=check_finite)
+        if not isinstance(self.transform, MatrixTransform):
+            matrix = [n for n in list_transforms() if n != self.transform.name and _is_matrix(n)]
+            raise ValueError(f"transform: IterativeSpatialTransformer composes warps with the family's compose, "
+                             f"which only matrix families have; got {self.transform.name!r}, expected one of "
+                             f"{', '.join(map(repr, matrix))}")
+        self.steps = check_positive_int("steps", steps)
+
+    def forward(self, x: Tensor, return_thetas: bool = False) -> Tensor | tuple[Tensor, Tensor]:  # type: ignore[override]
+        """Warps ``x`` by the composition of ``steps`` updates read off ``x`` warped so far.
+
+        Args:
+            x: ``(N, C, H, W)`` (``(N, C, D, H, W)`` in 3-D).
+            return_thetas: Also return every step's composed theta, ``(N, K, num_params)``.
+
+        Returns:
+            The warped ``x``, and the thetas if ``return_thetas``.
+        """
+        rank = self.transform.ndim + 2
+        check_tensor("x", x, ndim=rank, shape="(N, C, H, W)" if rank == 4 else "(N, C, D, H, W)", floating=True)
+        check_bool("return_thetas", return_thetas)
+        options = dict(mode=self.mode, padding=self.padding, fill=self.fill, align_corners=self.align_corners,
+                       antialias=self.antialias, check_finite=self.check_finite)
+        theta = self.predict(x)  # (N, P): step 1 reads the input itself
+        thetas = [theta]
+        for _ in range(self.steps - 1):
+            current = warp(x, theta, self.transform, tuple(x.shape[2:]), **options)  # the ORIGINAL input, warped
+            theta = self.transform.compose(theta, self.predict(current))  # (N, P): M_theta @ M_update
+            thetas.append(theta)
+        out = warp(x, theta, self.transform, self.output_size or tuple(x.shape[2:]), **options)
+        return (out, torch.stack(thetas, dim=1)) if return_thetas else out  # thetas (N, K, P)
+
+    def extra_repr(self) -> str:
+        return f"steps={self.steps}, " + super().extra_repr()
+
+
+def _is_matrix(name: str) -> bool:
+    try:
+        return isinstance(get(name), MatrixTransform)
+    except (TypeError, ValueError):
+        return False
