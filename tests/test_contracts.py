@@ -255,3 +255,13 @@ def test_iterative_transformer_contract(name):
         ic.regression.bias.add_(torch.linspace(-0.05, 0.05, ic.regression.bias.numel(), dtype=torch.float64))
     check_contract(Case(f"IterativeSpatialTransformer({name})", ic, lambda m, x: m(x, return_thetas=True),
                         lambda g: (torch.rand(shape, generator=g, dtype=torch.float64),)))
+
+
+def test_iterative_transformer_export_contract(helpers):
+    shape = _shape("affine", 3, 2)
+    ic = stnkit.IterativeSpatialTransformer(stnkit.fc_localisation(shape[1:], hidden=(4,)), "affine", steps=3,
+                                            fill=0.25).eval()
+    with torch.no_grad():  # updates away from the identity, so every step warps
+        ic.regression.weight.normal_(0, 0.05, generator=helpers.gen(3))
+    check_contract(Case("IterativeSpatialTransformer(affine) export", ic, lambda m, x: m(x, return_thetas=True),
+                        lambda g: (torch.rand(shape, generator=g),)), ("export",))

@@ -87,3 +87,9 @@ def test_an_example_of_one_sample_still_gives_a_dynamic_batch(tmp_path):
     export_onnx(st, torch.rand(1, 1, 8, 8), tmp_path / "m.onnx")
     batch = onnx.load(tmp_path / "m.onnx").graph.input[0].type.tensor_type.shape.dim[0]
     assert batch.dim_param and not batch.dim_value
+
+
+def test_antialias_is_refused_with_the_reason():
+    st = stnkit.SpatialTransformer(stnkit.fc_localisation((1, 8, 8)), "affine", antialias=True).eval()
+    with pytest.raises(ExportError, match="antialias=True.*pyramid levels from the data"):
+        export_program(nn.Sequential(st).eval(), torch.rand(2, 1, 8, 8))

@@ -4,7 +4,9 @@ Both go through ``torch.export`` (the ONNX exporter with ``dynamo=True`` does to
 dimension dynamic: the exported graph runs on any batch size, not only the example's.
 
 * Every 2-D family (``translation``, ``attention``, ``similarity``, ``affine``, ``projective``,
-  ``tps``), parallel heads, ``fill``, ``output_size`` and every sampling option export to both.
+  ``tps``), parallel heads, ``fill``, ``output_size``, ``IterativeSpatialTransformer`` and every
+  sampling option but ``antialias=True`` export to both. ``antialias=True`` chooses its pyramid
+  levels from the data, which no static graph holds: :class:`ExportError` says so.
 * 3-D families (``affine3d``) export to ``torch.export`` and to ONNX at opset 20 or later (where
   ``GridSample`` takes volumes); at opset 18 or 19 :func:`export_onnx` raises
   :class:`ExportError`. PyTorch's ONNX exporter writes opset 18 or later (``GridSample`` exists
@@ -109,7 +111,19 @@ def _is_3d(module: nn.Module) -> bool:
     return any(isinstance(m, SpatialTransformer) and m.transform.ndim == 3 for m in module.modules())
 
 
+def _check_exportable(module: nn.Module) -> None:
+    """What is known not to export, refused with the reason before the exporter's own message."""
+    from .module import SpatialTransformer
+
+    for name, m in module.named_modules():
+        if isinstance(m, SpatialTransformer) and getattr(m, "antialias", False):
+            raise ExportError(f"module: {name or type(module).__name__} samples with antialias=True, which picks "
+                              f"its pyramid levels from the data (no static graph); export a copy with "
+                              f"antialias=False (the same weights) instead")
+
+
 def _export(module: nn.Module, args: tuple[Tensor, ...], dynamic_batch: bool) -> torch.export.ExportedProgram:
+    _check_exportable(module)
     try:
         with _quiet("torch.export"):
             return torch.export.export(module, args, dynamic_shapes=_dynamic_shapes(module, args, dynamic_batch))
