@@ -218,6 +218,34 @@ def test_spatial_transformer_contract(name, helpers):
                         lambda g: (torch.rand(shape, generator=g, dtype=torch.float64),)))
 
 
+# -- export (the contract checker's "export" check): ONNX in onnxruntime and torch.export ----------------
+def _horizon_theta(n, g):
+    """Projective theta whose horizon (w = 0) crosses the output: w = g x + h y + 1 with |g| + |h| > 1."""
+    theta = helpers_random_theta(get("projective"), n, g)
+    theta[:, 6:8] = torch.tensor([1.3, -0.4], dtype=torch.float64) + 0.1 * torch.rand(n, 2, generator=g, dtype=torch.float64)
+    return theta
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_export_contract(name, helpers):
+    family = get(name)
+    shape = _shape(name, 3, 2)
+    out_size = (3, 4, 5) if family.ndim == 3 else (6, 11)
+    st = helpers.make_st(name, shape[1:], heads=2, fill=0.25, output_size=out_size).eval()
+    cases = [
+        Case(f"stnkit.warp({name}) export", family, lambda f, theta, x: stnkit.warp(x, theta, f, fill=0.25),
+             lambda g: (helpers_random_theta(family, 3, g), torch.rand(shape, generator=g, dtype=torch.float64))),
+        Case(f"SpatialTransformer({name}, heads=2, fill, output_size) export", st,
+             lambda m, x: m(x, return_theta=True), lambda g: (torch.rand(shape, generator=g),)),
+    ]
+    if name == "projective":
+        cases.append(Case("stnkit.warp(projective) near the horizon export", family,
+                          lambda f, theta, x: stnkit.warp(x, theta, f, padding="border"),
+                          lambda g: (_horizon_theta(3, g), torch.rand(shape, generator=g, dtype=torch.float64))))
+    for case in cases:
+        check_contract(case, ("export",))
+
+
 @pytest.mark.parametrize("name", [n for n in FAMILIES if isinstance(get(n), stnkit.transforms.MatrixTransform)])
 def test_iterative_transformer_contract(name):
     shape = _shape(name, 3, 2)
@@ -257,3 +285,13 @@ def test_spatial_transformer_without_regression_contract():
         net[0].weight.normal_(0, 0.1, generator=torch.Generator().manual_seed(0))
     check_contract(Case("SpatialTransformer(velocity, regression=False)", st, lambda m, x: m(x, return_theta=True),
                         lambda g: (torch.rand(3, 2, 9, 8, generator=g, dtype=torch.float64),)))
+
+
+def test_iterative_transformer_export_contract(helpers):
+    shape = _shape("affine", 3, 2)
+    ic = stnkit.IterativeSpatialTransformer(stnkit.fc_localisation(shape[1:], hidden=(4,)), "affine", steps=3,
+                                            fill=0.25).eval()
+    with torch.no_grad():  # updates away from the identity, so every step warps
+        ic.regression.weight.normal_(0, 0.05, generator=helpers.gen(3))
+    check_contract(Case("IterativeSpatialTransformer(affine) export", ic, lambda m, x: m(x, return_thetas=True),
+                        lambda g: (torch.rand(shape, generator=g),)), ("export",))
