@@ -19,6 +19,7 @@ CASES = [  # (kernel, padding, in (H, W), out channels): the classifier's 9x9 an
     ((7, 5), (3, 1), (13, 17), 5),
     ((3, 3), (2, 0), (6, 9), 4),  # padding larger than needed on one side
     ((1, 1), (0, 0), (5, 5), 3),
+    ((3, 3), (3, 4), (6, 9), 4),  # padding wider than the kernel
 ]
 
 

@@ -62,11 +62,17 @@ def input_grad_single_channel(grad_out: Tensor, weight: Tensor, in_hw: tuple[int
     ph, pw = padding
     h, w = in_hw
     rows = weight[:, 0].flip(-1).transpose(0, 1).unsqueeze(2)  # (kh, C_out, 1, kw): row i of every filter, flipped
-    a = F.conv2d(grad_out, rows, padding=(0, kw - 1))  # (N, kh, H', W' + kw - 1) = (N, kh, H', W + 2pw)
-    padded = grad_out.new_zeros(n, ho + kh - 1, wo + kw - 1)  # (N, H + 2ph, W + 2pw)
-    for i in range(kh):
-        padded[:, i:i + ho] += a[:, i]
-    return padded[:, ph:ph + h, pw:pw + w].unsqueeze(1).contiguous()  # (N, 1, H, W)
+    # Only the columns [pw, pw + W) of the padded input are wanted: pad grad_out by kw - 1 - pw.
+    extra = kw - 1 - pw
+    a = F.conv2d(grad_out, rows, padding=(0, max(extra, 0)))  # (N, kh, H', W) if extra >= 0
+    if extra < 0:  # padding wider than the kernel: a holds columns [kw - 1, pw + W + pw - kw + 1)
+        a = a[..., -extra:-extra + w]  # (N, kh, H', W)
+    grad_x = grad_out.new_zeros(n, 1, h, w)  # (N, 1, H, W)
+    for i in range(kh):  # padded row y gets A[:, i, y - i]; keep y in [ph, ph + H)
+        lo, hi = max(i, ph), min(i + ho, ph + h)
+        if lo < hi:
+            grad_x[:, 0, lo - ph:hi - ph] += a[:, i, lo - i:hi - i]
+    return grad_x
 
 
 class _SingleChannelConv(torch.autograd.Function):
