@@ -129,3 +129,19 @@ def test_the_st_cnn_uses_it_and_keeps_its_state_dict_keys():
     assert {"classifier.0.weight", "classifier.0.bias"} <= set(model.state_dict())
     x = torch.randn(2, 1, 42, 42, generator=torch.Generator().manual_seed(4))
     assert first.fast_path_applies(model.pool(model.transform(x)))
+
+
+def test_under_bfloat16_autocast_gradients_match_plain_conv():
+    fast, x, g = _pair(CASES[0])
+    x_fast, x_ref = x.clone().requires_grad_(), x.clone().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = fast(x_fast)
+        ref = F.conv2d(x_ref, fast.weight, fast.bias, padding=fast.padding)
+    assert out.dtype == ref.dtype == torch.bfloat16
+    upstream = torch.randn(out.shape, generator=g).to(torch.bfloat16)
+    got = torch.autograd.grad(out, [x_fast, fast.weight], upstream)
+    want = torch.autograd.grad(ref, [x_ref, fast.weight], upstream)
+    for a, b in zip(got, want):
+        assert a.dtype == b.dtype == torch.float32
+        scale = b.abs().max()
+        torch.testing.assert_close(a / scale, b / scale, rtol=0, atol=2e-2)  # bfloat16 forward inputs

@@ -88,14 +88,14 @@ class _SingleChannelConv(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_out: Tensor):
         x, weight = ctx.saved_tensors
-        grad_out = grad_out.contiguous()
+        grad_out = grad_out.to(weight.dtype).contiguous()  # under autocast the output was bfloat16/float16
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_x = input_grad_single_channel(grad_out, weight, tuple(x.shape[-2:]), ctx.padding)
+            grad_x = input_grad_single_channel(grad_out, weight, tuple(x.shape[-2:]), ctx.padding).to(x.dtype)
         if ctx.needs_input_grad[1] or (ctx.has_bias and ctx.needs_input_grad[2]):
             bias_sizes = [weight.shape[0]] if ctx.has_bias else None
             _, grad_w, grad_b = torch.ops.aten.convolution_backward(
-                grad_out, x, weight, bias_sizes, [1, 1], list(ctx.padding), [1, 1], False, [0, 0], 1,
+                grad_out, x.to(weight.dtype), weight, bias_sizes, [1, 1], list(ctx.padding), [1, 1], False, [0, 0], 1,
                 [False, bool(ctx.needs_input_grad[1]), bool(ctx.has_bias and ctx.needs_input_grad[2])])
         return grad_x, grad_w, grad_b, None
 

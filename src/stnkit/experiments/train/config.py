@@ -67,6 +67,11 @@ class TrainConfig:
     device: str = _f("auto", "auto, cpu or cuda")
     threads: int | None = _f(None, "torch CPU threads per process")
     eval_batch_size: int = _f(1000, "batch size of the test-set evaluation")
+    compile: bool = _f(False, "torch.compile the model for training (speed-up not yet measured on this CPU)")
+    amp: bool = _f(False, "bfloat16 autocast for training (CPU: where the processor supports bfloat16; CUDA); "
+                          "spatial transformers still warp in float32 (speed-up not yet measured on this CPU)")
+    channels_last: bool = _f(False, "channels-last memory format for the model and its inputs "
+                                    "(speed-up not yet measured on this CPU)")
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod

@@ -33,11 +33,13 @@ from .config import TrainConfig
 from .evaluate import evaluate
 from .optim import build_optimizer, lr_factor, set_lr
 from .rundir import RunDirectory, SettingsError
+from .switches import amp_dtype
 
 log = logging.getLogger(__name__)
 
 # Settings that may change when a run is resumed; anything else would change the result.
-RESUMABLE_CHANGES = {"epochs", "device", "threads", "data_dir", "download", "eval_batch_size"}
+RESUMABLE_CHANGES = {"epochs", "device", "threads", "data_dir", "download", "eval_batch_size", "compile", "amp",
+                     "channels_last"}
 
 
 class TrainingDiverged(RuntimeError):
@@ -102,6 +104,9 @@ class Trainer:
         self.in_shape = (self.train_set.channels, *self.train_set.size)
         self.num_classes = self.train_set.num_classes
         self.model = build_model(cfg, self.in_shape, self.num_classes).to(env.device)
+        if cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.amp_dtype = amp_dtype(env.device) if cfg.amp else None
         if state is not None:
             _check_resumable(TrainConfig.from_dict(state["config"]), cfg, bool(self.model.spatial_transformers))
         self.optimizer = build_optimizer(self.model, cfg)
@@ -118,6 +123,8 @@ class Trainer:
         if env.distributed:
             ids = [env.device.index] if env.device.type == "cuda" else None
             self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        if cfg.compile:
+            self.net = torch.compile(self.net)
 
     # -- checkpoint state ---------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -267,9 +274,12 @@ class Trainer:
             bar.close()
 
     def _forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, float, str | None]:
+        if self.config.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         try:
-            logits = self.net(x)  # (n, classes)
-            loss_sum = F.cross_entropy(logits, y, reduction="sum")
+            with torch.autocast(x.device.type, dtype=self.amp_dtype or torch.bfloat16, enabled=self.amp_dtype is not None):
+                logits = self.net(x)  # (n, classes)
+            loss_sum = F.cross_entropy(logits.float(), y, reduction="sum")
             finite = bool(torch.isfinite(loss_sum))  # the step's sync point: the deferred theta check too
             raise_pending(x.device)
         except NonFiniteThetaError as err:
