@@ -29,7 +29,8 @@ def _run(tmp_path, data_dir, **switch):
     return rows, summary
 
 
-@pytest.mark.parametrize("switch", [dict(channels_last=True), dict(amp=True)], ids=["channels-last", "amp"])
+@pytest.mark.parametrize("switch", [dict(channels_last=True), dict(amp=True), dict(compile=True)],
+                         ids=["channels-last", "amp", "compile"])
 def test_switch_trains(tmp_path, data_dir, switch):
     if switch.get("amp"):
         try:
