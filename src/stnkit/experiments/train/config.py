@@ -73,6 +73,8 @@ class TrainConfig:
     device: str = _f("auto", "auto, cpu or cuda")
     threads: int | None = _f(None, "torch CPU threads per process")
     eval_batch_size: int = _f(1000, "batch size of the test-set evaluation")
+    num_workers: int = _f(0, "DataLoader worker processes per rank for file-based data (0: load in the main "
+                             "process; the digit tasks draw their batches in place and ignore it)")
     # deprecated: the old name of `task` (accepted, with a FutureWarning)
     dataset: InitVar[str | None] = None
 
@@ -142,6 +144,7 @@ class TrainConfig:
             if getattr(self, name) is not None:
                 _at_least(name, getattr(self, name), 1)
         _at_least("warmup_iterations", self.warmup_iterations, 0)
+        _at_least("num_workers", self.num_workers, 0)
         _at_least("seed", self.seed, 0)
         _positive("lr", self.lr)
         _positive("loc_lr_mult", self.loc_lr_mult, allow_zero=True)

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ...errors import NonFiniteThetaError, raise_pending
+from ..data.loading import batches_from, configure_loading
 from ..models import count_parameters
 from . import checkpoint as ckpt
 from . import distributed
@@ -40,7 +41,7 @@ from .state import EpochTotals, TrainState
 log = logging.getLogger(__name__)
 
 # Settings that may change when a run is resumed; anything else would change the result.
-RESUMABLE_CHANGES = {"epochs", "device", "threads", "data_dir", "download", "eval_batch_size"}
+RESUMABLE_CHANGES = {"epochs", "device", "threads", "data_dir", "download", "eval_batch_size", "num_workers"}
 
 __all__ = ["Trainer", "TrainingDiverged", "build_model", "train", "RESUMABLE_CHANGES"]
 
@@ -85,6 +86,8 @@ class Trainer:
         if env.distributed and not env.is_main:
             distributed.barrier(env)  # rank 0 downloads/caches first
         self.train_set, self.test_set = self.task.train_data(), self.task.eval_data()
+        for data in (self.train_set, self.test_set):  # file-based data loads through a DataLoader
+            configure_loading(data, num_workers=cfg.num_workers, pin_memory=env.device.type == "cuda")
         if env.distributed and env.is_main:
             distributed.barrier(env)
         self.in_shape, self.num_classes = tuple(self.task.in_shape), self.task.num_outputs
@@ -207,10 +210,10 @@ class Trainer:
         try:
             start = time.perf_counter()
             seconds_before = state.partial.seconds
-            batches = self.train_set.batches(state.epoch, cfg.batch_size, env.rank, env.world_size)
-            for i, batch in enumerate(batches):
-                if i < state.batch:
-                    continue  # done before the interruption we resume from
+            # a resumed run skips the batches done before the interruption (same order, same draws)
+            batches = batches_from(self.train_set, state.epoch, cfg.batch_size, env.rank, env.world_size,
+                                   start=state.batch)
+            for i, batch in enumerate(batches, start=state.batch):
                 result, reason = self._step(self._to_device(batch))
                 names = sorted(result.sums)
                 bad, n, stopping, loss_all, *sums_all = distributed.all_reduce_sum(
