@@ -16,7 +16,7 @@ from stnkit.experiments.data.loading import (CenterCrop, ImageFiles, LoadedData,
 from stnkit.experiments.tasks import Metric, Task
 from stnkit.experiments.tasks.base import TASKS
 from stnkit.experiments.tasks.digits import DigitTask
-from stnkit.experiments.train import TrainConfig, load_checkpoint, train
+from stnkit.experiments.train import TrainConfig, Trainer, load_checkpoint, train
 
 N = 11
 
@@ -235,6 +235,9 @@ def test_mid_epoch_resume_of_file_data_is_bit_identical(tmp_path, monkeypatch):
         train(config, tmp_path / "cut", callbacks=[_Interrupt(5)], progress=False)
     saved = load_checkpoint(tmp_path / "cut")
     assert (saved["epoch"], saved["batch"]) == (1, 2)
+    with_workers = Trainer(config.replace(num_workers=2), tmp_path / "other", progress=False)
+    for data in (with_workers.train_set, with_workers.test_set):  # the trainer passes its settings on
+        assert (data.num_workers, data.pin_memory) == (2, False)  # pinned on CUDA only
     resumed = train(config.replace(num_workers=2), tmp_path / "cut", resume=True, progress=False)
 
     a, b = load_checkpoint(tmp_path / "full"), load_checkpoint(tmp_path / "cut")
@@ -243,3 +246,15 @@ def test_mid_epoch_resume_of_file_data_is_bit_identical(tmp_path, monkeypatch):
     for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert resumed["iterations"] == full["iterations"] == 9 and resumed["test_error"] == full["test_error"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_pinned_batches_on_cuda(tmp_path, monkeypatch):
+    data = LoadedData(_indexed(), augment=RandomCrop((4, 4)), num_workers=1, pin_memory=True)
+    assert all(t.is_pinned() for batch in data.batches(0, 4) for t in batch)
+    _write_pngs(tmp_path / "png" / "train", 6)
+    _write_pngs(tmp_path / "png" / "test", 3)
+    monkeypatch.setitem(TASKS._items, _PngTask.name, _PngTask)
+    trainer = Trainer(TrainConfig(model="st-cnn", task=_PngTask.name, data_dir=str(tmp_path / "png"), device="cuda"),
+                      tmp_path / "run", progress=False)
+    assert trainer.train_set.pin_memory and trainer.test_set.pin_memory
