@@ -172,6 +172,8 @@ def test_center_crop():
 def test_bad_input_is_named():
     with pytest.raises(ValueError, match="num_workers"):
         TrainConfig(num_workers=-1).validate()
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        TrainConfig(checkpoint_every=0).validate()
     with pytest.raises(ValueError, match="num_workers"):
         LoadedData(_indexed(), num_workers=-1)
     with pytest.raises(ValueError, match="num_workers"):
@@ -214,13 +216,22 @@ class _PngTask(Task):
         return LoadedData(self._files("test"), augment=CenterCrop((28, 28)), shuffle=False)
 
 
-class _Interrupt:
-    def __init__(self, at: int) -> None:
-        self.at = at
+class _Stop:
+    """Raises ``error`` after optimizer step ``at`` (KeyboardInterrupt: Ctrl-C; another error: a crash)."""
+
+    def __init__(self, at: int, error: type[BaseException] = KeyboardInterrupt) -> None:
+        self.at, self.error = at, error
 
     def on_step_end(self, model, iteration, loss):
         if iteration == self.at:
-            raise KeyboardInterrupt
+            raise self.error
+
+
+def _assert_same_weights(a: dict, b: dict) -> None:
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
 def test_mid_epoch_resume_of_file_data_is_bit_identical(tmp_path, monkeypatch):
@@ -231,21 +242,28 @@ def test_mid_epoch_resume_of_file_data_is_bit_identical(tmp_path, monkeypatch):
                          momentum=0.9, lr=0.05, seed=3, eval_batch_size=6, threads=1,
                          model_options={"channels": [4, 8]})
     full = train(config, tmp_path / "full", progress=False)
-    with pytest.raises(KeyboardInterrupt):  # 3 steps per epoch: step 5 is the middle of epoch 2
-        train(config, tmp_path / "cut", callbacks=[_Interrupt(5)], progress=False)
+    reference = load_checkpoint(tmp_path / "full")
+
+    # Ctrl-C after step 5 (3 steps per epoch: the middle of epoch 2), resumed with 2 workers
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "cut", callbacks=[_Stop(5)], progress=False)
     saved = load_checkpoint(tmp_path / "cut")
     assert (saved["epoch"], saved["batch"]) == (1, 2)
     with_workers = Trainer(config.replace(num_workers=2), tmp_path / "other", progress=False)
     for data in (with_workers.train_set, with_workers.test_set):  # the trainer passes its settings on
         assert (data.num_workers, data.pin_memory) == (2, False)  # pinned on CUDA only
     resumed = train(config.replace(num_workers=2), tmp_path / "cut", resume=True, progress=False)
-
-    a, b = load_checkpoint(tmp_path / "full"), load_checkpoint(tmp_path / "cut")
-    for key in a["model"]:
-        assert torch.equal(a["model"][key], b["model"][key]), key
-    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
-        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    _assert_same_weights(reference, load_checkpoint(tmp_path / "cut"))
     assert resumed["iterations"] == full["iterations"] == 9 and resumed["test_error"] == full["test_error"]
+
+    # a crash after step 5 saves nothing; checkpoint_every=2 left one at step 4 (epoch 2, batch 1)
+    every = config.replace(checkpoint_every=2)
+    with pytest.raises(RuntimeError):
+        train(every, tmp_path / "crash", callbacks=[_Stop(5, RuntimeError)], progress=False)
+    saved = load_checkpoint(tmp_path / "crash")
+    assert (saved["scheduler"]["iteration"], saved["epoch"], saved["batch"]) == (4, 1, 1)
+    train(every, tmp_path / "crash", resume=True, progress=False)
+    _assert_same_weights(reference, load_checkpoint(tmp_path / "crash"))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

@@ -75,6 +75,8 @@ class TrainConfig:
     eval_batch_size: int = _f(1000, "batch size of the test-set evaluation")
     num_workers: int = _f(0, "DataLoader worker processes per rank for file-based data (0: load in the main "
                              "process; the digit tasks draw their batches in place and ignore it)")
+    checkpoint_every: int | None = _f(None, "also save a checkpoint every N iterations, mid-epoch (a resumed run "
+                                            "continues at the same batch; default: at each epoch's end only)")
     # deprecated: the old name of `task` (accepted, with a FutureWarning)
     dataset: InitVar[str | None] = None
 
@@ -140,7 +142,7 @@ class TrainConfig:
         _choice("device", self.device, DEVICES)
         for name in ("epochs", "batch_size", "eval_batch_size"):
             _at_least(name, getattr(self, name), 1)
-        for name in ("limit", "test_limit", "lr_step", "threads"):
+        for name in ("limit", "test_limit", "lr_step", "threads", "checkpoint_every"):
             if getattr(self, name) is not None:
                 _at_least(name, getattr(self, name), 1)
         _at_least("warmup_iterations", self.warmup_iterations, 0)

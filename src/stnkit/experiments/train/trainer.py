@@ -41,7 +41,8 @@ from .state import EpochTotals, TrainState
 log = logging.getLogger(__name__)
 
 # Settings that may change when a run is resumed; anything else would change the result.
-RESUMABLE_CHANGES = {"epochs", "device", "threads", "data_dir", "download", "eval_batch_size", "num_workers"}
+RESUMABLE_CHANGES = {"epochs", "device", "threads", "data_dir", "download", "eval_batch_size", "num_workers",
+                     "checkpoint_every"}
 
 __all__ = ["Trainer", "TrainingDiverged", "build_model", "train", "RESUMABLE_CHANGES"]
 
@@ -129,6 +130,10 @@ class Trainer:
     def _nonfinite_parameter(self) -> str | None:
         return next((name for name, p in self.model.named_parameters() if not bool(torch.isfinite(p).all())), None)
 
+    def _may_save(self) -> bool:
+        """Whether a checkpoint may be written now (finite weights; not an overwrite before its first epoch)."""
+        return self._nonfinite_parameter() is None and self.rundir.keeps_new_run
+
     @property
     def checkpoint_path(self) -> Path:
         return self.run_dir / ckpt.CHECKPOINT
@@ -176,7 +181,7 @@ class Trainer:
                     self._end_epoch()
         except KeyboardInterrupt:
             # rundir: an overwrite stopped before its first epoch puts the old run back; nothing to resume
-            if main and not self._updating and self._nonfinite_parameter() is None and self.rundir.keeps_new_run:
+            if main and not self._updating and self._may_save():
                 self._save()
                 log.warning("interrupted: checkpoint saved at epoch %d, batch %d in %s; continue with resume "
                             "(stnkit train --resume --out %s)", self.state.epoch, self.state.batch,
@@ -234,6 +239,9 @@ class Trainer:
                 seconds = seconds_before + time.perf_counter() - start
                 state.partial = state.partial.added(loss_all, n, dict(zip(names, sums_all)), seconds)
                 self._updating = False
+                if env.is_main and cfg.checkpoint_every and state.iteration % cfg.checkpoint_every == 0 \
+                        and self._may_save():
+                    self._save()  # mid-epoch: a resumed run continues at the next batch
                 if env.is_main:
                     call(self.callbacks, "on_batch_end", self, lr)
                     call(self.callbacks, "on_step_end", self.model, state.iteration, loss_all / n)
