@@ -83,6 +83,10 @@ class TrainConfig:
                           "spatial transformers still warp in float32 (speed-up not yet measured on this CPU)")
     channels_last: bool = _f(False, "channels-last memory format for the model and its inputs "
                                     "(speed-up not yet measured on this CPU)")
+    num_workers: int = _f(0, "DataLoader worker processes per rank for file-based data (0: load in the main "
+                             "process; the digit tasks draw their batches in place and ignore it)")
+    checkpoint_every: int | None = _f(None, "also save a checkpoint every N iterations, mid-epoch (a resumed run "
+                                            "continues at the same batch; default: at each epoch's end only)")
     # deprecated: the old name of `task` (accepted, with a FutureWarning)
     dataset: InitVar[str | None] = None
 
@@ -148,10 +152,11 @@ class TrainConfig:
         _choice("device", self.device, DEVICES)
         for name in ("epochs", "batch_size", "eval_batch_size"):
             _at_least(name, getattr(self, name), 1)
-        for name in ("limit", "test_limit", "lr_step", "threads"):
+        for name in ("limit", "test_limit", "lr_step", "threads", "checkpoint_every"):
             if getattr(self, name) is not None:
                 _at_least(name, getattr(self, name), 1)
         _at_least("warmup_iterations", self.warmup_iterations, 0)
+        _at_least("num_workers", self.num_workers, 0)
         _at_least("seed", self.seed, 0)
         _positive("lr", self.lr)
         _positive("loc_lr_mult", self.loc_lr_mult, allow_zero=True)
