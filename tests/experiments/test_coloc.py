@@ -212,3 +212,14 @@ def test_tiny_run_pretrains_the_encoder_then_scores_the_training_images(data_dir
     with pytest.raises(ValueError, match="encoder"):
         load_encoder(create_model("coloc-st", in_shape=(1, 84, 84), num_classes=10, transform="attention"),
                      tmp_path / "cnn.pt")  # 32/64 filters against a 4/8 checkpoint
+
+
+@pytest.mark.parametrize("name", ["coloc_coloc-st.json", "coloc-tc_coloc-st.json"])
+def test_configs_are_the_recipe_for_one_class(name):
+    from pathlib import Path
+
+    from stnkit.experiments.train.config import load_config
+
+    config = load_config(Path(__file__).parents[2] / "configs" / name).validate()
+    assert {k: getattr(config, k) for k in get_task(config.task).recipe} == get_task(config.task).recipe
+    assert config.task_options == {"classes": [3]}
