@@ -204,6 +204,10 @@ def test_tiny_run_pretrains_the_encoder_then_scores_the_training_images(data_dir
     assert len(rows) == 2 and 0 <= rows[-1]["test_hit_rate"] <= 100 and 0 <= rows[-1]["test_iou"] <= 1
     assert summary["test_images"] == 6 and summary["clutter"] is True
 
+    from stnkit.experiments.viz.show import show_run  # `stnkit show`: predicted and true boxes
+    png = show_run(tmp_path / "run", tmp_path / "panel.png", n=4)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
     # the encoder of a cnn run loads with the model option `encoder`
     torch.save({"model": {f"classifier.{k}": v for k, v in encoder.items()}}, tmp_path / "cnn.pt")
     model = create_model("coloc-st", in_shape=(1, 84, 84), num_classes=10, transform="attention",
@@ -223,3 +227,21 @@ def test_configs_are_the_recipe_for_one_class(name):
     config = load_config(Path(__file__).parents[2] / "configs" / name).validate()
     assert {k: getattr(config, k) for k in get_task(config.task).recipe} == get_task(config.task).recipe
     assert config.task_options == {"classes": [3]}
+
+
+def test_box_picture_draws_each_box_where_it_is():
+    from matplotlib.patches import Rectangle
+
+    from stnkit.experiments.viz.boxes import PREDICTED, TRUE, plot_boxes
+
+    predicted = torch.tensor([[1.0, 2.0, 5.0, 9.0], [0.0, 0.0, 10.0, 10.0]])
+    true = torch.tensor([[2.0, 2.0, 6.0, 6.0], [3.0, 4.0, 5.0, 6.0]])
+    fig = plot_boxes(torch.rand(2, 1, 10, 10), predicted, true)
+    for ax, p, t in zip(fig.axes, predicted, true):
+        rects = [r for r in ax.patches if isinstance(r, Rectangle)]
+        drawn = {r.get_edgecolor()[:3]: (r.get_x(), r.get_y(), r.get_x() + r.get_width(), r.get_y() + r.get_height())
+                 for r in rects}
+        from matplotlib.colors import to_rgb
+        assert drawn[to_rgb(PREDICTED)] == tuple(p.tolist()) and drawn[to_rgb(TRUE)] == tuple(t.tolist())
+    with pytest.raises(ValueError, match="true"):
+        plot_boxes(torch.rand(2, 1, 10, 10), predicted, true[:1])

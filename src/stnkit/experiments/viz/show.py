@@ -121,6 +121,15 @@ def show_run(run: str | Path, out: str | Path, *, npz: str | Path | None = None,
     check_positive_int("n", n)
     model, config = load_run(run)
     in_shape = tuple(getattr(model, "in_shape", ()))
+    if npz is None and callable(getattr(model, "boxes", None)):  # localisation (co-localisation): boxes
+        from ..train import make_task
+        from .boxes import plot_boxes, sample_boxed
+
+        images, true = sample_boxed(make_task(config), n, seed)
+        with torch.no_grad():
+            predicted = model.boxes(images)
+        fig = plot_boxes(images, predicted, true, title=f"{run_title(config)}: predicted (solid) and true (dashed) box")
+        return save_figure(fig, out)
     if npz is not None:
         images, source = npz_images(npz, in_shape, n, seed), Path(npz).name
     else:
