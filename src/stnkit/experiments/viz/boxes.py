@@ -4,9 +4,8 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import torch
 from torch import Tensor
 
 from ..._validate import check_tensor
@@ -58,22 +57,3 @@ def plot_boxes(images: Tensor, predicted: Tensor, true: Tensor | None = None, *,
     if title:
         fig.suptitle(title, fontsize=9)
     return fig
-
-
-def sample_boxed(task: Any, n: int, seed: int = 0) -> tuple[Tensor, Tensor]:
-    """``n`` images of what ``task`` is scored on (chosen with ``seed``) and their true boxes, for
-    tasks whose evaluation batches are ``(x, boxes, ...)``."""
-    from .show import pick
-
-    data = task.eval_data()
-    wanted = pick(len(data), n, seed)
-    images, boxes, start = [], [], 0
-    for batch in data.batches(0, 1000):
-        x, b = batch[0], batch[1]  # (m, C, H, W), (m, 4)
-        local = wanted[(wanted >= start) & (wanted < start + x.shape[0])] - start
-        images.append(x[local])
-        boxes.append(b[local])
-        start += x.shape[0]
-        if len(wanted) == 0 or start > int(wanted[-1]):
-            break
-    return torch.cat(images), torch.cat(boxes)
