@@ -245,3 +245,10 @@ def test_box_picture_draws_each_box_where_it_is():
         assert drawn[to_rgb(PREDICTED)] == tuple(p.tolist()) and drawn[to_rgb(TRUE)] == tuple(t.tolist())
     with pytest.raises(ValueError, match="true"):
         plot_boxes(torch.rand(2, 1, 10, 10), predicted, true[:1])
+
+
+def test_bad_sizes_are_named():
+    with pytest.raises(ValueError, match="crop"):
+        create_model("coloc-st", in_shape=(1, 84, 84), num_classes=10, transform="attention", crop=0)
+    with pytest.raises(ValueError, match="in_shape"):
+        create_model("coloc-st", in_shape=(1, 12, 12), num_classes=10, transform="attention")

@@ -144,3 +144,13 @@ def test_table3_configs_validate(path):
 
     config = load_config(path).validate()
     assert config.task == "cub" and config.task_options["size"] in (224, 448)
+
+
+def test_bad_sizes_are_named(tmp_path):
+    folder = find_cub(_archive(tmp_path).parent)
+    with pytest.raises(ValueError, match="size"):
+        CubImages(folder, "train", size=0)
+    with pytest.raises(ValueError, match="resize"):
+        CubImages(folder, "train", size=32, resize=16)  # the crop must fit in the resized image
+    with pytest.raises(ValueError, match="split"):
+        CubImages(folder, "val", size=8)
