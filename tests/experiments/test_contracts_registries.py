@@ -9,6 +9,7 @@ import torch
 from contract import Case, check_contract
 from stnkit.experiments.data import get_distortion, list_distortions
 from stnkit.experiments.models import create_model, list_models
+from stnkit.experiments.models.network import MODELS
 
 
 @pytest.mark.parametrize("name", list_distortions())
@@ -30,6 +31,11 @@ def test_distortion_contract(name):
 def test_model_contract(name, transform):
     if transform != "affine" and "st" not in name:
         pytest.skip("models without transformers have no family")
+    families = getattr(MODELS.get(name), "families", None)  # models tied to families (coloc-st: attention)
+    if families is not None:
+        if transform != "affine":
+            pytest.skip(f"model {name} takes only {', '.join(families)}")
+        transform = families[0]
     torch.manual_seed(0)  # the models' default init draws from the global generator
     model = create_model(name, in_shape=(1, 28, 28), num_classes=10, transform=transform).double().eval()
     check_contract(Case(f"model {name} ({transform})", model, lambda m, x: m(x),

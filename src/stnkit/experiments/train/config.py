@@ -55,6 +55,7 @@ class TrainConfig:
     downsample: bool | None = _f(None, "2x average pool after the ST (default: on for inputs larger than 28x28)")
     transform_options: dict = _f({}, "transform family options as JSON, e.g. '{\"grid_size\": 4}'")
     model_options: dict = _f({}, "model options as JSON, e.g. '{\"channels\": [32, 64]}'")
+    task_options: dict = _f({}, "task options as JSON, e.g. '{\"classes\": [3]}' (coloc)")
     # data
     data_dir: str | None = _f(None, "directory with the IDX files (default: $STNKIT_DATA_DIR, cache, embedded sample)")
     download: bool = _f(False, "download the digits into the cache if missing")
@@ -146,6 +147,10 @@ class TrainConfig:
         task = get_task(self.task)
         if not task.accepts(self.model):
             raise ValueError(f"model: task {self.task!r} accepts {', '.join(task.models)}; got {self.model!r}")
+        unknown = sorted(set(self.task_options) - set(task.options))
+        if unknown:
+            raise ValueError(f"task_options: task {self.task!r} accepts {', '.join(task.options) or 'no options'}; "
+                             f"got {', '.join(unknown)}")
         _choice("digits", self.digits, data.list_sources())
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)

@@ -105,6 +105,8 @@ class Trainer:
         self.resumed = saved is not None
         if saved is not None:
             self._restore(saved)
+        else:
+            self.task.prepare_model(self.model)  # e.g. pretrains a frozen encoder (co-localisation)
         self.net: nn.Module = self.model
         if env.distributed:
             ids = [env.device.index] if env.device.type == "cuda" else None
