@@ -46,7 +46,8 @@ def test_model_contract(name, transform):
 def test_model_export_contract(name):
     """Every model exports (ONNX in onnxruntime, torch.export) within 1e-4 at another batch size."""
     torch.manual_seed(0)  # the models' default init draws from the global generator
-    transform = "projective" if "st" in name else "affine"
+    families = getattr(MODELS.get(name), "families", None)  # models tied to families (coloc-st: attention)
+    transform = families[0] if families else "projective" if "st" in name else "affine"
     model = create_model(name, in_shape=(1, 42, 42), num_classes=10, transform=transform, downsample=True).eval()
     for st in model.spatial_transformers:  # random regression weights: theta depends on the input
         torch.nn.init.normal_(st.regression.weight, std=0.01)
