@@ -23,7 +23,7 @@ DEFAULT_STEPS = 4
 def ic_st_cnn(in_shape: Sequence[int], num_classes: int, transform: str = "affine", downsample: bool = False,
               transform_options: dict[str, Any] | None = None, steps: int = DEFAULT_STEPS,
               channels: Sequence[int] = (32, 64)) -> TransformerClassifier:
-    """An IC-STN (conv localisation applied ``steps`` times, warps composed) -> CNN. Options: ``steps``, ``channels``.
+    """an IC-STN (conv localisation applied K = steps times, warps composed) -> CNN. Options: steps, channels.
 
     Args:
         in_shape: ``(C, H, W)`` of one input image.
