@@ -101,7 +101,8 @@ class IterativeSpatialTransformer(SpatialTransformer):
             theta = self.transform.compose(theta, self.predict(current))  # (N, P): M_theta @ M_update
             thetas.append(theta)
         out = warp(x, theta, self.transform, self.output_size or tuple(x.shape[2:]), **options)
-        extra = ((theta,) if return_theta else ()) + ((torch.stack(thetas, dim=1),) if return_thetas else ())  # (N, K, P)
+        extra = (theta,) if return_theta else ()  # (N, P)
+        extra += (torch.stack(thetas, dim=1),) if return_thetas else ()  # (N, K, P)
         return (out, *extra) if extra else out
 
     def extra_repr(self) -> str:
