@@ -120,3 +120,22 @@ def test_refuses_families_without_compose():
         stnkit.IterativeSpatialTransformer(_loc(), "tps")
     with pytest.raises(ValueError, match=r"steps: expected an int >= 1, got 0"):
         stnkit.IterativeSpatialTransformer(_loc(), "affine", steps=0)
+
+
+def test_return_theta_is_the_final_composition(helpers):
+    # What code written for SpatialTransformer asks (st(x, return_theta=True)), e.g. the pictures.
+    ic = stnkit.IterativeSpatialTransformer(_loc(), "affine", steps=3).double()
+    _randomise(ic, 8)
+    x = helpers.uniform((2, 1, 12, 12), 0, 1, helpers.gen(9))
+    out, thetas = ic(x, return_thetas=True)
+    out2, theta = ic(x, return_theta=True)
+    out3, theta3, thetas3 = ic(x, return_thetas=True, return_theta=True)
+    assert torch.equal(out2, out) and torch.equal(out3, out) and torch.equal(thetas3, thetas)
+    assert torch.equal(theta, thetas[:, -1]) and torch.equal(theta3, theta)
+    assert not torch.allclose(theta, thetas[:, 0])
+    expected = torch.nn.functional.grid_sample(  # PyTorch's own warp by the final matrix
+        x, torch.nn.functional.affine_grid(theta.view(2, 2, 3), [2, 1, 12, 12], align_corners=False),
+        align_corners=False)
+    torch.testing.assert_close(out, expected, atol=1e-12, rtol=1e-10)
+    with pytest.raises(TypeError, match="return_theta"):
+        ic(x, return_theta=1)

@@ -141,11 +141,15 @@ def antialiased_sample(input: Tensor, grid: Tensor, mode: str, padding: str, ali
     if level.numel() == 0 or float(level.detach().max()) <= 0.0:
         return grid_sample(input, grid, mode, padding, align_corners)
     low, high = int(math.floor(float(level.detach().min()))), int(math.ceil(float(level.detach().max())))
+    images = pyramid(input, high + 1, align_corners)
+    if high == low:  # every pixel exactly on one level: its tent weight is 1, with a zero gradient
+        return grid_sample(images[low], grid, mode, padding, align_corners)
+    if high == low + 1:  # two levels (the common case): one fused blend, the same as the tents
+        return torch.lerp(grid_sample(images[low], grid, mode, padding, align_corners),
+                          grid_sample(images[high], grid, mode, padding, align_corners), level - low)
     out = None
-    for k, image in enumerate(pyramid(input, high + 1, align_corners)):
-        if k < low:
-            continue
+    for k in range(low, high + 1):
         weight = (1 - (level - k).abs()).clamp_min(0.0)  # tent over levels
-        term = weight * grid_sample(image, grid, mode, padding, align_corners)
+        term = weight * grid_sample(images[k], grid, mode, padding, align_corners)
         out = term if out is None else out + term
     return out

@@ -73,19 +73,25 @@ class IterativeSpatialTransformer(SpatialTransformer):
                              f"{', '.join(map(repr, matrix))}")
         self.steps = check_positive_int("steps", steps)
 
-    def forward(self, x: Tensor, return_thetas: bool = False) -> Tensor | tuple[Tensor, Tensor]:  # type: ignore[override]
+    def forward(self, x: Tensor, return_thetas: bool = False, *,  # type: ignore[override]
+                return_theta: bool = False) -> Tensor | tuple[Tensor, ...]:
         """Warps ``x`` by the composition of ``steps`` updates read off ``x`` warped so far.
 
         Args:
             x: ``(N, C, H, W)`` (``(N, C, D, H, W)`` in 3-D).
             return_thetas: Also return every step's composed theta, ``(N, K, num_params)``.
+            return_theta: Also return the final composed theta, ``(N, num_params)`` (as
+                :class:`~stnkit.SpatialTransformer` does, so code written for it, such as the
+                pictures of where a transformer read, sees the warp that made the output).
 
         Returns:
-            The warped ``x``, and the thetas if ``return_thetas``.
+            The warped ``x``, then the final theta if ``return_theta``, then the thetas if
+            ``return_thetas``.
         """
         rank = self.transform.ndim + 2
         check_tensor("x", x, ndim=rank, shape="(N, C, H, W)" if rank == 4 else "(N, C, D, H, W)", floating=True)
         check_bool("return_thetas", return_thetas)
+        check_bool("return_theta", return_theta)
         options = dict(mode=self.mode, padding=self.padding, fill=self.fill, align_corners=self.align_corners,
                        antialias=self.antialias, check_finite=self.check_finite)
         theta = self.predict(x)  # (N, P): step 1 reads the input itself
@@ -95,7 +101,9 @@ class IterativeSpatialTransformer(SpatialTransformer):
             theta = self.transform.compose(theta, self.predict(current))  # (N, P): M_theta @ M_update
             thetas.append(theta)
         out = warp(x, theta, self.transform, self.output_size or tuple(x.shape[2:]), **options)
-        return (out, torch.stack(thetas, dim=1)) if return_thetas else out  # thetas (N, K, P)
+        extra = (theta,) if return_theta else ()  # (N, P)
+        extra += (torch.stack(thetas, dim=1),) if return_thetas else ()  # (N, K, P)
+        return (out, *extra) if extra else out
 
     def extra_repr(self) -> str:
         return f"steps={self.steps}, " + super().extra_repr()

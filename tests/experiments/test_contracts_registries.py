@@ -36,6 +36,8 @@ def test_model_contract(name, transform):
         if transform != "affine":
             pytest.skip(f"model {name} takes only {', '.join(families)}")
         transform = families[0]
+    if transform == "tps" and name == "ic-st-cnn":
+        pytest.skip("ic-st-cnn composes its warps: matrix families only (its refusal is tested in test_models_icstn)")
     torch.manual_seed(0)  # the models' default init draws from the global generator
     model = create_model(name, in_shape=(1, 28, 28), num_classes=10, transform=transform).double().eval()
     check_contract(Case(f"model {name} ({transform})", model, lambda m, x: m(x),

@@ -10,7 +10,7 @@ from stnkit.experiments.models import count_parameters, create_model, list_model
 
 # (in_shape, downsample, num_classes): Table 1 R/P/E, RTS, TC, MNIST addition.
 SETUPS = [((1, 28, 28), False, 10), ((1, 42, 42), True, 10), ((1, 60, 60), True, 10), ((2, 42, 42), True, 19)]
-N_ST = {"fcn": 0, "cnn": 0, "st-fcn": 1, "st-cnn": 1, "2xst-fcn": 2, "2xst-cnn": 2}
+N_ST = {"fcn": 0, "cnn": 0, "st-fcn": 1, "st-cnn": 1, "2xst-fcn": 2, "2xst-cnn": 2, "ic-st-cnn": 1}
 
 
 def _linear(i: int, o: int) -> int:

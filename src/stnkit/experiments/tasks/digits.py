@@ -24,8 +24,8 @@ from torch import Tensor, nn
 
 from .base import Batch, Metric, StepResult, Task, register_task
 
-#: The models of the paper, every one a classifier of digits.
-CLASSIFIERS = ("fcn", "cnn", "st-fcn", "st-cnn", "2xst-fcn", "2xst-cnn")
+#: The models of the paper, every one a classifier of digits, and IC-STN's (Lin & Lucey 2017).
+CLASSIFIERS = ("fcn", "cnn", "st-fcn", "st-cnn", "2xst-fcn", "2xst-cnn", "ic-st-cnn")
 #: Key of a paper number that holds whatever the transform family (the paper does not name it).
 ANY_TRANSFORM = "*"
 

@@ -19,7 +19,7 @@ from ..tasks import get_task, list_tasks
 
 #: Display names of models and transforms, as the paper's tables write them.
 MODEL_LABELS = {"fcn": "FCN", "cnn": "CNN", "st-fcn": "ST-FCN", "st-cnn": "ST-CNN",
-                "2xst-fcn": "2xST-FCN", "2xst-cnn": "2xST-CNN"}
+                "2xst-fcn": "2xST-FCN", "2xst-cnn": "2xST-CNN", "ic-st-cnn": "IC-ST-CNN"}
 TRANSFORM_LABELS = {"affine": "Aff", "projective": "Proj", "tps": "TPS", "attention": "Att",
                     "similarity": "Sim", "translation": "Trans", "affine3d": "Aff3d"}
 DISTORTION_LABELS = {"none": "none", "r": "R", "rts": "RTS", "p": "P", "e": "E", "t": "T", "tc": "TC",
