@@ -39,9 +39,10 @@ def test_model_contract(name, transform):
     if transform == "tps" and name == "ic-st-cnn":
         pytest.skip("ic-st-cnn composes its warps: matrix families only (its refusal is tested in test_models_icstn)")
     torch.manual_seed(0)  # the models' default init draws from the global generator
-    model = create_model(name, in_shape=(1, 28, 28), num_classes=10, transform=transform).double().eval()
+    c = getattr(MODELS.get(name), "in_channels", 1)  # reg-unet: moving and fixed
+    model = create_model(name, in_shape=(c, 28, 28), num_classes=10, transform=transform).double().eval()
     check_contract(Case(f"model {name} ({transform})", model, lambda m, x: m(x),
-                        lambda g: (torch.rand(3, 1, 28, 28, generator=g, dtype=torch.float64),)))
+                        lambda g: (torch.rand(3, c, 28, 28, generator=g, dtype=torch.float64),)))
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -50,8 +51,10 @@ def test_model_export_contract(name):
     torch.manual_seed(0)  # the models' default init draws from the global generator
     families = getattr(MODELS.get(name), "families", None)  # models tied to families (coloc-st: attention)
     transform = families[0] if families else "projective" if "st" in name else "affine"
-    model = create_model(name, in_shape=(1, 42, 42), num_classes=10, transform=transform, downsample=True).eval()
+    c = getattr(MODELS.get(name), "in_channels", 1)  # reg-unet: moving and fixed
+    model = create_model(name, in_shape=(c, 42, 42), num_classes=10, transform=transform, downsample=True).eval()
     for st in model.spatial_transformers:  # random regression weights: theta depends on the input
-        torch.nn.init.normal_(st.regression.weight, std=0.01)
+        last = st.regression or [m for m in st.localisation.modules() if hasattr(m, "weight")][-1]  # no regression: the net's last layer
+        torch.nn.init.normal_(last.weight, std=0.01)
     check_contract(Case(f"model {name} ({transform}) export", model, lambda m, x: m(x),
-                        lambda g: (torch.rand(3, 1, 42, 42, generator=g),)), ("export",))
+                        lambda g: (torch.rand(3, c, 42, 42, generator=g),)), ("export",))

@@ -33,7 +33,8 @@ def print_list(params: bool = False) -> None:
     if setups:
         print("# parameters with an affine ST, per input: " + "; ".join(setups))
     for name in list_models():
-        counts = "".join(f"{_count_parameters(name, *setup):>12,}" for setup in setups.values())
+        counts = "".join(f"{_count_parameters(name, *setup):>12,}" if _takes(name, setup[0]) else f"{'-':>12}"
+                         for setup in setups.values())
         print(f"{name:<10}{counts}  {describe_model(name).split(' Option')[0]}")
     print("\n# transform families (--transform):")
     for name in transforms.list_transforms():
@@ -50,6 +51,12 @@ def _parameter_setups(tasks: dict[str, Any]) -> dict[str, tuple[tuple[int, ...],
     for name, task in tasks.items():
         groups.setdefault((tuple(task.in_shape), task.num_outputs), []).append(name)
     return {f"{'/'.join(names)} {'x'.join(map(str, shape))}": (shape, k) for (shape, k), names in groups.items()}
+
+
+def _takes(model: str, in_shape: tuple[int, ...]) -> bool:
+    """Whether ``model`` takes inputs of ``in_shape`` (reg-unet: moving and fixed, 2 channels)."""
+    channels = getattr(MODELS.get(model), "in_channels", None)
+    return channels is None or channels == in_shape[0]
 
 
 def _count_parameters(model: str, in_shape: tuple[int, ...], num_classes: int) -> int:

@@ -134,3 +134,7 @@ def registration_unet(in_shape: Sequence[int], num_classes: int, transform: str 
         channels: U-Net widths ``(c1, c2)``.
     """
     return Registration(in_shape, transform, transform_options, channels)
+
+
+registration_unet.families = FIELD_FAMILIES  # type: ignore[attr-defined]  (the only families it takes)
+registration_unet.in_channels = 2  # type: ignore[attr-defined]  (moving and fixed stacked)
