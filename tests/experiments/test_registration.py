@@ -151,7 +151,7 @@ def test_a_few_steps_register_a_shifted_square(transform):
         loss.backward()
         optimizer.step()
     result = task.evaluate(model, [batch])
-    assert result["dice"] > result["dice_before"] + 0.1 and result["mse"] < 0.6 * result["mse_before"]
+    assert result["dice"] > 0.9 > result["dice_before"] and result["mse"] < 0.25 * result["mse_before"]  # 1.0, 0.72; 0.02x
 
 
 def test_tiny_train_run_end_to_end(data_dir, tmp_path, capsys):
