@@ -96,6 +96,10 @@ def test_two_cells_run_at_once_and_cells_take_their_config_settings(tmp_path):
     result = run_grid(runs, ["table1"], cells=["rts_cnn", "rts_st-cnn_tps"], jobs=2, threads=1,
                       command=[sys.executable, str(script)])
     assert result["failed"] == [] and len(result["status"]) == 2  # with one at a time, the first would wait in vain
+    more = run_grid(runs, ["table1"], cells=["rts_cnn", "rts_st-cnn_tps"], seeds=2, jobs=2, threads=1,
+                    command=[*FAIL[:2], "import time, sys; time.sleep(0.3); sys.exit(1)"])  # seed 1 fails
+    assert [j.state for j in more["jobs"]] == ["done", "fresh", "done", "fresh"] and len(more["failed"]) == 2
+    assert "Not run yet (incomplete): rts_cnn seed 1, rts_st-cnn_tps seed 1." in more["report"].read_text()
     argv = json.loads((script.parent / "started" / "rts_st-cnn_tps").read_text())
     assert argv[argv.index("--transform-options") + 1] == '{"grid_size": 4}'  # configs/table1_st-cnn_tps_rts.json
     assert argv[argv.index("--epochs") + 1] == "1" and argv[argv.index("--threads") + 1] == "1"
@@ -124,7 +128,9 @@ def test_finished_cells_are_skipped_interrupted_ones_resumed_and_the_report_mark
 
     second = run_grid(runs, ["table1"], command=FAIL, **grid)  # the training fails: still incomplete
     assert [j.state for j in second["jobs"]] == ["resume"]
-    cnn_row = next(x for x in second["report"].read_text().splitlines() if x.startswith("| CNN |"))
+    md = second["report"].read_text()
+    assert "Grid budget `tiny`: 2 epoch(s), 256 training and 256 test images, batch 16; 1 seed(s)" in md
+    cnn_row = next(x for x in md.splitlines() if x.startswith("| CNN |"))
     assert cnn_row.split("|")[2].strip() == "— (+1 incomplete) / 1.2"
 
     third = run_grid(runs, ["table1"], **grid)  # the real `stnkit train --resume`

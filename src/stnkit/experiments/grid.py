@@ -315,8 +315,13 @@ def run_grid(runs: str | Path, sets: Sequence[str], *, budget: str = "tiny", see
                      command)
     from .viz import write_report
 
-    done = [j.path for j in todo if (j.path / "summary.json").is_file() or (j.path / "config.json").is_file()]
-    report = write_report(done, runs / "report.md") if done else None
+    started = [j for j in todo if (j.path / "summary.json").is_file() or (j.path / "config.json").is_file()]
+    note = (f"Grid budget `{budget}`: {spec.epochs} epoch(s), {spec.limit or 'all'} training and "
+            f"{spec.test_limit or 'all'} test images, batch {spec.batch_size}; {seeds} seed(s) per cell.")
+    missing = [f"{j.cell.name} seed {j.seed}" for j in todo if j not in started]
+    if missing:
+        note += f" Not run yet (incomplete): {', '.join(missing)}."
+    report = write_report([j.path for j in started], runs / "report.md", note=note) if started else None
     return {"jobs": todo, "status": status, "failed": [j for j in left if status.get(j.path)], "report": report}
 
 
