@@ -144,3 +144,44 @@ def test_finished_cells_are_skipped_interrupted_ones_resumed_and_the_report_mark
 
     fourth = run_grid(runs, ["table1"], command=FAIL, **grid)
     assert [j.state for j in fourth["jobs"]] == ["done"] and fourth["status"] == {}  # nothing was started
+
+
+TRAPS_SIGINT = """
+import pathlib, signal, sys, time
+argv = sys.argv[1:]
+name = pathlib.Path(argv[argv.index("--out") + 1]).parent.name
+here = pathlib.Path(sys.argv[0]).parent
+def stop(signum, frame):
+    with open(here / (name + ".sigint"), "a") as f:
+        f.write("x")
+    time.sleep(0.2)  # a second SIGINT now would be counted too
+    sys.exit(130)
+signal.signal(signal.SIGINT, stop)
+(here / (name + ".ready")).write_text("")
+time.sleep(60)
+sys.exit(3)
+"""
+
+
+def test_ctrl_c_passes_one_sigint_to_each_training_and_waits_for_them(tmp_path):
+    import _thread
+    import threading
+    import time
+
+    from stnkit.experiments.grid import GridInterrupted
+
+    script = tmp_path / "fake" / "train.py"
+    script.parent.mkdir()
+    script.write_text(TRAPS_SIGINT)
+
+    def press_ctrl_c() -> None:
+        deadline = time.time() + 30
+        while len(list(script.parent.glob("*.ready"))) < 2 and time.time() < deadline:
+            time.sleep(0.05)
+        _thread.interrupt_main()
+
+    threading.Thread(target=press_ctrl_c, daemon=True).start()
+    with pytest.raises(GridInterrupted):
+        run_grid(tmp_path / "runs", ["table1"], cells=["r_cnn", "r_fcn"], jobs=2, threads=1,
+                 command=[sys.executable, str(script)])
+    assert sorted(p.read_text() for p in script.parent.glob("*.sigint")) == ["x", "x"]  # both stopped, once

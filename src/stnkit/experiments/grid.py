@@ -149,6 +149,12 @@ def resolve_budget(name: str, **overrides: int | None) -> Budget:
     return Budget(**values)
 
 
+class GridInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a grid; the command's one line says how to go on."""
+
+    note = "; the trainings saved checkpoints: run the same command again to resume them"
+
+
 @dataclass(frozen=True)
 class Job:
     """One run of the grid: a cell, a seed, its run directory and whether it resumes."""
@@ -243,7 +249,8 @@ def execute(jobs: Sequence[Job], args: Sequence[Sequence[str]], logs: Path, para
             command: Sequence[str] | None = None, poll_s: float = 0.1) -> dict[Path, int]:
     """Runs ``command + args[i]`` for every job, ``parallel`` at once; output to ``logs/<cell>_seed<k>.log``.
 
-    Ctrl-C passes SIGINT to the running trainings (each saves a checkpoint) and re-raises.
+    The trainings run in their own sessions, so a terminal's Ctrl-C reaches only this process, which
+    passes one SIGINT to each (each saves a checkpoint), waits for them and raises :class:`GridInterrupted`.
 
     Returns:
         The exit status of each job's run directory.
@@ -258,7 +265,8 @@ def execute(jobs: Sequence[Job], args: Sequence[Sequence[str]], logs: Path, para
             while pending and len(running) < parallel:
                 job, argv = pending.pop(0)
                 log = open(logs / f"{job.cell.name}_seed{job.seed}.log", "ab")
-                running.append((job, subprocess.Popen([*command, *argv], stdout=log, stderr=subprocess.STDOUT), log))
+                running.append((job, subprocess.Popen([*command, *argv], stdout=log, stderr=subprocess.STDOUT,
+                                                 start_new_session=True), log))
             for entry in list(running):
                 code = entry[1].poll()
                 if code is not None:
@@ -272,7 +280,7 @@ def execute(jobs: Sequence[Job], args: Sequence[Sequence[str]], logs: Path, para
         for _, proc, log in running:
             proc.wait()
             log.close()
-        raise
+        raise GridInterrupted() from None
     return status
 
 
