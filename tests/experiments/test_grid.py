@@ -137,6 +137,9 @@ def test_finished_cells_are_skipped_interrupted_ones_resumed_and_the_report_mark
     assert third["failed"] == [], (runs / "logs" / "r_cnn_seed0.log").read_text()
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert lines[0] == epoch1[0] and [json.loads(x)["epoch"] for x in lines] == [1, 2]
+    cpu = json.loads((runs / "logs" / "cpu.json").read_text())["r_cnn/seed0"]
+    assert cpu > 0.5  # the real training's import of torch alone takes more
+    assert f"r_cnn/seed0 {cpu:.0f} s" in third["report"].read_text()
     summary = json.loads((run / "summary.json").read_text())
     assert summary["completed"] is True and summary["epochs"] == 2
     cnn_row = next(x for x in third["report"].read_text().splitlines() if x.startswith("| CNN |"))

@@ -37,6 +37,7 @@ MODEL_KEYS = ("transform_options", "model_options", "task_options", "downsample"
 #: Transform used where the paper names none (its TC numbers).
 UNNAMED_TRANSFORM = "affine"
 GRID_FILE = "grid.json"
+CPU_FILE = "cpu.json"  # in LOGS: CPU seconds (user + sys) of each run's training processes, over all sessions
 LOGS = "logs"
 
 
@@ -50,10 +51,11 @@ class Budget:
     batch_size: int = 256
 
 
-#: Named budgets. ``tiny``: smoke tests. ``cpu``: meant for the whole set in a few hours of a 2-core
-#: CPU (not yet measured). ``gpu``: full data, longer.
+#: Named budgets. ``tiny``: smoke tests. ``cpu``: meant for the whole set in 2-3 hours of a 2-core
+#: CPU (an estimate, not measured: 2 epochs of 20,000 left RTS at 39% / 20% for CNN / ST-CNN, too
+#: short; docs/results.md). ``gpu``: full data, longer.
 BUDGETS = {"tiny": Budget(epochs=1, limit=256, test_limit=256, batch_size=64),
-           "cpu": Budget(epochs=2, limit=20000, test_limit=5000),
+           "cpu": Budget(epochs=3, limit=30000, test_limit=10000),
            "gpu": Budget(epochs=20, limit=None, test_limit=None)}
 
 
@@ -245,6 +247,16 @@ def train_args(job: Job, budget: Budget, threads: int, extra: dict[str, Any],
     return [*common, *_flags(settings)]
 
 
+def _add_cpu(path: Path, key: str, seconds: float) -> None:
+    """Adds ``seconds`` to ``key`` in the JSON file ``path`` (CPU time of a run over all sessions)."""
+    try:
+        table = json.loads(path.read_text())
+    except (OSError, ValueError):
+        table = {}
+    table[key] = round(table.get(key, 0.0) + seconds, 2)
+    atomic_write(path, json.dumps(table, indent=2, sort_keys=True).encode())
+
+
 def execute(jobs: Sequence[Job], args: Sequence[Sequence[str]], logs: Path, parallel: int,
             command: Sequence[str] | None = None, poll_s: float = 0.1) -> dict[Path, int]:
     """Runs ``command + args[i]`` for every job, ``parallel`` at once; output to ``logs/<cell>_seed<k>.log``.
@@ -253,7 +265,7 @@ def execute(jobs: Sequence[Job], args: Sequence[Sequence[str]], logs: Path, para
     passes one SIGINT to each (each saves a checkpoint), waits for them and raises :class:`GridInterrupted`.
 
     Returns:
-        The exit status of each job's run directory.
+        The exit status of each job's run directory (its CPU time is added to ``logs/cpu.json``).
     """
     command = list(command or [sys.executable, "-m", "stnkit", "train"])
     logs.mkdir(parents=True, exist_ok=True)
@@ -268,10 +280,12 @@ def execute(jobs: Sequence[Job], args: Sequence[Sequence[str]], logs: Path, para
                 running.append((job, subprocess.Popen([*command, *argv], stdout=log, stderr=subprocess.STDOUT,
                                                  start_new_session=True), log))
             for entry in list(running):
-                code = entry[1].poll()
-                if code is not None:
-                    status[entry[0].path] = code
-                    entry[2].close()
+                job, proc, log = entry
+                pid, code, usage = os.wait4(proc.pid, os.WNOHANG)  # the exit status and this child's CPU time
+                if pid:
+                    proc.returncode = status[job.path] = os.waitstatus_to_exitcode(code)
+                    _add_cpu(logs / CPU_FILE, f"{job.cell.name}/seed{job.seed}", usage.ru_utime + usage.ru_stime)
+                    log.close()
                     running.remove(entry)
             time.sleep(poll_s if running else 0)
     except KeyboardInterrupt:
@@ -329,6 +343,13 @@ def run_grid(runs: str | Path, sets: Sequence[str], *, budget: str = "tiny", see
     missing = [f"{j.cell.name} seed {j.seed}" for j in todo if j not in started]
     if missing:
         note += f" Not run yet (incomplete): {', '.join(missing)}."
+    try:
+        cpu = json.loads((runs / LOGS / CPU_FILE).read_text())
+    except (OSError, ValueError):
+        cpu = {}
+    if cpu:
+        note += " CPU time of each run (user + sys of its training processes, all sessions): " + ", ".join(
+            f"{key} {seconds:.0f} s" for key, seconds in sorted(cpu.items())) + "."
     report = write_report([j.path for j in started], runs / "report.md", note=note) if started else None
     return {"jobs": todo, "status": status, "failed": [j for j in left if status.get(j.path)], "report": report}
 
