@@ -335,6 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .export import add_command  # `stnkit export`: options and logic in experiments/export.py
     add_command(sub)
+    from .grid import add_command as add_grid  # `stnkit grid`: logic in experiments/grid.py
+    add_grid(sub)
 
     p = sub.add_parser("quickstart", help="CNN vs ST-CNN on RTS in a few minutes (embedded digits)")
     p.add_argument("--out", default="runs/quickstart", help="where the two runs go (default: runs/quickstart)")
