@@ -56,8 +56,9 @@ def local_scale(grid: Tensor, in_size: tuple[int, int], align_corners: bool) -> 
         ``(N, H', W')``.
     """
     h, w = in_size
-    span2 = torch.tensor([_span(w, align_corners) ** 2, _span(h, align_corners) ** 2], dtype=grid.dtype,
-                         device=grid.device)  # squared input pixels per normalised unit, (x, y)
+    span2 = torch.tensor(
+        [_span(w, align_corners) ** 2, _span(h, align_corners) ** 2], dtype=grid.dtype, device=grid.device
+    )  # squared input pixels per normalised unit, (x, y)
     total = torch.zeros_like(grid[..., 0])  # (N, H', W')
     for dim in (1, 2):  # along output rows (y), then columns (x)
         if grid.shape[dim] > 1:
@@ -114,13 +115,13 @@ def pyramid(input: Tensor, count: int, align_corners: bool) -> list[Tensor]:
     for _ in range(count - 1):
         prev = levels[-1]
         size = [max(1, math.ceil(n / 2)) for n in prev.shape[2:]]
-        levels.append(F.interpolate(prev, size=size, mode="bilinear", antialias=True,
-                                    align_corners=align_corners))
+        levels.append(F.interpolate(prev, size=size, mode="bilinear", antialias=True, align_corners=align_corners))
     return levels
 
 
-def antialiased_sample(input: Tensor, grid: Tensor, mode: str, padding: str, align_corners: bool,
-                       scale: Tensor | None = None) -> Tensor:
+def antialiased_sample(
+    input: Tensor, grid: Tensor, mode: str, padding: str, align_corners: bool, scale: Tensor | None = None
+) -> Tensor:
     """``F.grid_sample`` with mip-map prefiltering where the grid shrinks the image (2-D only).
 
     Args:
@@ -145,8 +146,11 @@ def antialiased_sample(input: Tensor, grid: Tensor, mode: str, padding: str, ali
     if high == low:  # every pixel exactly on one level: its tent weight is 1, with a zero gradient
         return grid_sample(images[low], grid, mode, padding, align_corners)
     if high == low + 1:  # two levels (the common case): one fused blend, the same as the tents
-        return torch.lerp(grid_sample(images[low], grid, mode, padding, align_corners),
-                          grid_sample(images[high], grid, mode, padding, align_corners), level - low)
+        return torch.lerp(
+            grid_sample(images[low], grid, mode, padding, align_corners),
+            grid_sample(images[high], grid, mode, padding, align_corners),
+            level - low,
+        )
     out = None
     for k in range(low, high + 1):
         weight = (1 - (level - k).abs()).clamp_min(0.0)  # tent over levels

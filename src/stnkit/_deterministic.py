@@ -28,8 +28,14 @@ from torch import Tensor
 
 def grid_sample(input: Tensor, grid: Tensor, mode: str, padding: str, align_corners: bool) -> Tensor:
     """``F.grid_sample``, or :func:`deterministic_bilinear` on CUDA in deterministic mode."""
-    if (input.is_cuda and mode == "bilinear" and input.dim() == 4 and torch.are_deterministic_algorithms_enabled()
-            and torch.is_grad_enabled() and (input.requires_grad or grid.requires_grad)):
+    if (
+        input.is_cuda
+        and mode == "bilinear"
+        and input.dim() == 4
+        and torch.are_deterministic_algorithms_enabled()
+        and torch.is_grad_enabled()
+        and (input.requires_grad or grid.requires_grad)
+    ):
         return deterministic_bilinear(input, grid, padding, align_corners)
     return F.grid_sample(input, grid, mode=mode, padding_mode=padding, align_corners=align_corners)
 
@@ -94,8 +100,9 @@ class _Bilinear(torch.autograd.Function):
             rows = torch.arange(n, device=grad.device).view(n, 1).expand(n, 4 * p)  # (N, 4P)
             acc = torch.zeros(n, h * w, c, dtype=grad.dtype, device=grad.device)  # channels last
             # accumulate=True: sorted (deterministic) accumulation on CUDA under deterministic mode
-            acc.index_put_((rows.reshape(-1), index.reshape(-1)),
-                           contrib.permute(0, 1, 3, 2).reshape(-1, c), accumulate=True)  # values (N*4P, C)
+            acc.index_put_(
+                (rows.reshape(-1), index.reshape(-1)), contrib.permute(0, 1, 3, 2).reshape(-1, c), accumulate=True
+            )  # values (N*4P, C)
             grad_input = acc.permute(0, 2, 1).reshape(n, c, h, w)
         if ctx.needs_input_grad[1]:
             fy1 = fy.unsqueeze(1)
@@ -106,8 +113,7 @@ class _Bilinear(torch.autograd.Function):
         return grad_input, grad_ix, grad_iy
 
 
-def deterministic_bilinear(input: Tensor, grid: Tensor, padding: str = "zeros",
-                           align_corners: bool = False) -> Tensor:
+def deterministic_bilinear(input: Tensor, grid: Tensor, padding: str = "zeros", align_corners: bool = False) -> Tensor:
     """Bilinear ``F.grid_sample`` (2-D) whose backward uses no atomic adds.
 
     Args:

@@ -23,7 +23,8 @@ reference path switched on with :mod:`stnkit.fastpath`), :func:`warp_grid` retur
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -35,14 +36,19 @@ from .transforms._linear import cached
 from .transforms.matrix import PROJECTIVE_EPS, MatrixTransform
 
 
-def _axes(size: tuple[int, int], align_corners: bool, dtype: torch.dtype,
-          device: torch.device) -> tuple[Tensor, Tensor]:
+def _axes(
+    size: tuple[int, int], align_corners: bool, dtype: torch.dtype, device: torch.device
+) -> tuple[Tensor, Tensor]:
     """Normalised pixel centres ``x_t`` ``(1, 1, 1, W)`` and ``y_t`` ``(1, 1, H, 1)``, cached."""
     h, w = size
-    xt = cached(("x_t", w, bool(align_corners), dtype, device),
-                lambda: pixel_centres(w, align_corners, dtype=dtype, device=device).view(1, 1, 1, w))
-    yt = cached(("y_t", h, bool(align_corners), dtype, device),
-                lambda: pixel_centres(h, align_corners, dtype=dtype, device=device).view(1, 1, h, 1))
+    xt = cached(
+        ("x_t", w, bool(align_corners), dtype, device),
+        lambda: pixel_centres(w, align_corners, dtype=dtype, device=device).view(1, 1, 1, w),
+    )
+    yt = cached(
+        ("y_t", h, bool(align_corners), dtype, device),
+        lambda: pixel_centres(h, align_corners, dtype=dtype, device=device).view(1, 1, h, 1),
+    )
     return xt, yt
 
 
@@ -134,9 +140,14 @@ def _applies(family: Transform, theta: Tensor) -> bool:
     # The planar functions use the classic ``forward(ctx, ...)`` form (about 45 us less Python per
     # call than ``setup_context``), which torch.func transforms (vmap, grad) do not accept: those,
     # like torch.compile, get ``family.grid`` (whose function supports them).
-    return (fastpath.enabled() and isinstance(family, MatrixTransform) and family.ndim == 2
-            and theta.dtype in (torch.float32, torch.float64) and not torch.compiler.is_compiling()
-            and not _functorch_active())
+    return (
+        fastpath.enabled()
+        and isinstance(family, MatrixTransform)
+        and family.ndim == 2
+        and theta.dtype in (torch.float32, torch.float64)
+        and not torch.compiler.is_compiling()
+        and not _functorch_active()
+    )
 
 
 def _functorch_active() -> bool:

@@ -9,7 +9,8 @@ and register themselves, and the package ``__init__`` imports the plug-ins, so t
 
 from __future__ import annotations
 
-from typing import Any, Callable, Generic, Iterator, TypeVar, overload
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar, overload
 
 T = TypeVar("T")
 
@@ -86,9 +87,7 @@ class Registry(Generic[T]):
         """
         if not isinstance(name, str) or name not in self._items:
             prefix = f"{argument}: " if argument else ""
-            raise ValueError(
-                f"{prefix}unknown {self.kind} {name!r}; expected one of: {', '.join(self.names())}"
-            )
+            raise ValueError(f"{prefix}unknown {self.kind} {name!r}; expected one of: {', '.join(self.names())}")
         return self._items[name]
 
     def names(self) -> list[str]:

@@ -7,7 +7,7 @@ value) with a message that names the argument, what was expected and what was gi
 from __future__ import annotations
 
 import operator
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor
@@ -44,8 +44,7 @@ def check_tensor(
         if x.dim() not in allowed:
             ranks = " or ".join(f"{d}-D" for d in allowed)
             raise ValueError(
-                f"{name}: expected a {ranks} tensor{' ' + shape if shape else ''}, "
-                f"got shape {_shape(x)} ({x.dim()}-D)"
+                f"{name}: expected a {ranks} tensor{' ' + shape if shape else ''}, got shape {_shape(x)} ({x.dim()}-D)"
             )
     if floating and not x.is_floating_point():
         raise TypeError(
@@ -132,5 +131,7 @@ def check_same_dtype(name: str, x: Tensor, other_name: str, other: Tensor) -> No
 def check_same_batch(name: str, x: Tensor, other_name: str, other: Tensor) -> None:
     """Checks that ``x`` and ``other`` have the same batch size (dimension 0)."""
     if x.shape[0] != other.shape[0]:
-        raise ValueError(f"{name}: batch size {x.shape[0]} does not match {other_name}'s {other.shape[0]} "
-                         f"({name} shape {_shape(x)}, {other_name} shape {_shape(other)})")
+        raise ValueError(
+            f"{name}: batch size {x.shape[0]} does not match {other_name}'s {other.shape[0]} "
+            f"({name} shape {_shape(x)}, {other_name} shape {_shape(other)})"
+        )

@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -22,11 +22,12 @@ from torch import Tensor
 from ._validate import check_bool
 
 _CACHE_SIZE = 64
-_base_grid_cache: "OrderedDict[tuple, Tensor]" = OrderedDict()
+_base_grid_cache: OrderedDict[tuple, Tensor] = OrderedDict()
 
 
-def pixel_centres(n: int, align_corners: bool = False, *, dtype: torch.dtype | None = None,
-                  device: torch.device | str | None = None) -> Tensor:
+def pixel_centres(
+    n: int, align_corners: bool = False, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None
+) -> Tensor:
     """Normalised coordinates of the centres of ``n`` pixels along one axis.
 
     Args:
@@ -49,8 +50,13 @@ def pixel_centres(n: int, align_corners: bool = False, *, dtype: torch.dtype | N
     return (torch.arange(n, dtype=dtype, device=device) * 2 + 1) / n - 1
 
 
-def base_grid(size: Sequence[int], align_corners: bool = False, *, dtype: torch.dtype | None = None,
-              device: torch.device | str | None = None) -> Tensor:
+def base_grid(
+    size: Sequence[int],
+    align_corners: bool = False,
+    *,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+) -> Tensor:
     """Homogeneous coordinates of every output pixel centre, cached per size/dtype/device.
 
     Args:
@@ -79,8 +85,7 @@ def base_grid(size: Sequence[int], align_corners: bool = False, *, dtype: torch.
     return grid
 
 
-def _make_base_grid(size: tuple[int, ...], align_corners: bool, dtype: torch.dtype,
-                    device: torch.device) -> Tensor:
+def _make_base_grid(size: tuple[int, ...], align_corners: bool, dtype: torch.dtype, device: torch.device) -> Tensor:
     axes = [pixel_centres(n, align_corners, dtype=dtype, device=device) for n in size]
     mesh = torch.meshgrid(*axes, indexing="ij")  # each (H, W) or (D, H, W); order (y, x) / (z, y, x)
     coords = [m.reshape(-1) for m in reversed(mesh)]  # x first

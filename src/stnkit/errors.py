@@ -28,8 +28,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["AllocationTooLargeError", "ExportError", "NonFiniteThetaError", "check_allocation", "check_theta",
-           "max_allocation_bytes", "raise_pending", "set_max_allocation_bytes"]
+__all__ = [
+    "AllocationTooLargeError",
+    "ExportError",
+    "NonFiniteThetaError",
+    "check_allocation",
+    "check_theta",
+    "max_allocation_bytes",
+    "raise_pending",
+    "set_max_allocation_bytes",
+]
 
 # device -> 0-dim bool tensor on that device: "some theta since the last raise_pending was non-finite"
 _PENDING: dict[torch.device, Tensor] = {}
@@ -45,8 +53,14 @@ class NonFiniteThetaError(ValueError):
             (found later, at a synchronisation point, on an accelerator).
     """
 
-    def __init__(self, message: str, *, name: str = "theta", device: torch.device | None = None,
-                 samples: tuple[int, ...] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        name: str = "theta",
+        device: torch.device | None = None,
+        samples: tuple[int, ...] | None = None,
+    ) -> None:
         super().__init__(message)
         self.name, self.device, self.samples = name, device, samples
 
@@ -63,7 +77,8 @@ class ExportError(RuntimeError):
 TORCHSCRIPT_MESSAGE = (
     "TorchScript (torch.jit.script / torch.jit.trace) is deprecated in this PyTorch and stnkit does not "
     "support it; export with torch.export instead: stnkit.export.export_program(model, example, path) "
-    "(load with torch.export.load), or to ONNX with stnkit.export.export_onnx(model, example, path)")
+    "(load with torch.export.load), or to ONNX with stnkit.export.export_onnx(model, example, path)"
+)
 
 
 def torchscript_unsupported(*_: object, **__: object) -> None:
@@ -112,7 +127,10 @@ def check_theta(name: str, theta: Tensor) -> None:
     raise NonFiniteThetaError(
         f"{name}: expected finite values, got {value} at index {index} ({int((~finite).sum())} non-finite "
         f"entries, samples {list(samples)}); the localisation net has diverged or its input holds NaN",
-        name=name, device=theta.device, samples=samples)
+        name=name,
+        device=theta.device,
+        samples=samples,
+    )
 
 
 def raise_pending(device: torch.device | str | None = None) -> None:
@@ -137,7 +155,9 @@ def raise_pending(device: torch.device | str | None = None) -> None:
         where = ", ".join(str(d) for d in bad)
         raise NonFiniteThetaError(
             f"theta: expected finite values, got NaN or infinity on {where} in a forward pass since the last "
-            f"check; the localisation net has diverged or its input holds NaN", device=bad[0])
+            f"check; the localisation net has diverged or its input holds NaN",
+            device=bad[0],
+        )
 
 
 # -- allocation limit -------------------------------------------------------------------------------
@@ -164,7 +184,7 @@ class AllocationTooLargeError(ValueError):
         return (_rebuild_allocation, (str(self), self.name, self.requested, self.limit))
 
 
-def _rebuild_allocation(message: str, name: str, requested: int, limit: int) -> "AllocationTooLargeError":
+def _rebuild_allocation(message: str, name: str, requested: int, limit: int) -> AllocationTooLargeError:
     return AllocationTooLargeError(message, name=name, requested=requested, limit=limit)
 
 
@@ -198,7 +218,11 @@ def check_allocation(name: str, shape: tuple[int, ...], dtype: torch.dtype) -> N
         raise AllocationTooLargeError(
             f"{name}: shape {tuple(int(s) for s in shape)} in {dtype} needs {_bytes(requested)}, above the limit "
             f"of {_bytes(limit)}; use a smaller size or batch, or raise the limit with "
-            f"stnkit.errors.set_max_allocation_bytes()", name=name, requested=requested, limit=limit)
+            f"stnkit.errors.set_max_allocation_bytes()",
+            name=name,
+            requested=requested,
+            limit=limit,
+        )
 
 
 def _bytes(n: int) -> str:

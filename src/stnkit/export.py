@@ -37,21 +37,28 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from ._io import atomic_open, atomic_write
-from .errors import TORCHSCRIPT_MESSAGE, ExportError, torchscript_unsupported
+from .errors import ExportError, torchscript_unsupported
 
-__all__ = ["ExportError", "MIN_OPSET", "MIN_OPSET_3D", "export_onnx", "export_program", "load_program",
-           "torchscript_unsupported"]
+__all__ = [
+    "ExportError",
+    "MIN_OPSET",
+    "MIN_OPSET_3D",
+    "export_onnx",
+    "export_program",
+    "load_program",
+    "torchscript_unsupported",
+]
 
 #: The first ONNX opset that the exporter (``dynamo=True``) writes; ``GridSample`` (2-D) exists from 16.
 MIN_OPSET = 18
 #: The first ONNX opset whose ``GridSample`` takes volumes (3-D families).
 MIN_OPSET_3D = 20
+
 
 def _as_tuple(example: Tensor | tuple[Tensor, ...], dynamic_batch: bool) -> tuple[Tensor, ...]:
     """The example as a tuple of inputs; one sample is traced as two when the batch is dynamic (the
@@ -62,8 +69,10 @@ def _as_tuple(example: Tensor | tuple[Tensor, ...], dynamic_batch: bool) -> tupl
         raise TypeError(f"example: expected a tensor or a tuple of tensors (the module's inputs), got {got}")
     batch = {a.shape[0] for a in args if a.dim() > 0}
     if len(batch) != 1:
-        raise ValueError(f"example: expected inputs sharing one batch size (dimension 0), got shapes "
-                         f"{[tuple(a.shape) for a in args]}")
+        raise ValueError(
+            f"example: expected inputs sharing one batch size (dimension 0), got shapes "
+            f"{[tuple(a.shape) for a in args]}"
+        )
     if dynamic_batch and batch == {1}:
         args = tuple(torch.cat([a, a]) if a.dim() > 0 else a for a in args)  # (2, ...)
     return args
@@ -86,8 +95,10 @@ def _check_module(module: nn.Module) -> None:
     if not isinstance(module, nn.Module):
         raise TypeError(f"module: expected an nn.Module, got {type(module).__name__}")
     if module.training:
-        raise ValueError(f"module: expected eval mode (call module.eval() first: batch norm and dropout "
-                         f"export their inference behaviour), got {type(module).__name__} in training mode")
+        raise ValueError(
+            f"module: expected eval mode (call module.eval() first: batch norm and dropout "
+            f"export their inference behaviour), got {type(module).__name__} in training mode"
+        )
 
 
 def _is_3d(module: nn.Module) -> bool:
@@ -102,9 +113,11 @@ def _check_exportable(module: nn.Module) -> None:
 
     for name, m in module.named_modules():
         if isinstance(m, SpatialTransformer) and getattr(m, "antialias", False):
-            raise ExportError(f"module: {name or type(module).__name__} samples with antialias=True, which picks "
-                              f"its pyramid levels from the data (no static graph); export a copy with "
-                              f"antialias=False (the same weights) instead")
+            raise ExportError(
+                f"module: {name or type(module).__name__} samples with antialias=True, which picks "
+                f"its pyramid levels from the data (no static graph); export a copy with "
+                f"antialias=False (the same weights) instead"
+            )
 
 
 def _export(module: nn.Module, args: tuple[Tensor, ...], dynamic_batch: bool) -> torch.export.ExportedProgram:
@@ -114,12 +127,19 @@ def _export(module: nn.Module, args: tuple[Tensor, ...], dynamic_batch: bool) ->
             return torch.export.export(module, args, dynamic_shapes=_dynamic_shapes(module, args, dynamic_batch))
     except Exception as err:  # the exporter raises many types; one typed error for the caller
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ExportError(f"module: torch.export could not export {type(module).__name__} with inputs of shapes "
-                          f"{[tuple(a.shape) for a in args]}: {type(err).__name__}: {first}") from err
+        raise ExportError(
+            f"module: torch.export could not export {type(module).__name__} with inputs of shapes "
+            f"{[tuple(a.shape) for a in args]}: {type(err).__name__}: {first}"
+        ) from err
 
 
-def export_program(module: nn.Module, example: Tensor | tuple[Tensor, ...], path: str | os.PathLike | None = None,
-                   *, dynamic_batch: bool = True) -> torch.export.ExportedProgram:
+def export_program(
+    module: nn.Module,
+    example: Tensor | tuple[Tensor, ...],
+    path: str | os.PathLike | None = None,
+    *,
+    dynamic_batch: bool = True,
+) -> torch.export.ExportedProgram:
     """Exports ``module`` with ``torch.export``, and saves the program to ``path`` if given.
 
     Args:
@@ -149,8 +169,13 @@ def load_program(path: str | os.PathLike) -> torch.export.ExportedProgram:
     return torch.export.load(Path(path))
 
 
-def export_onnx(module: nn.Module, example: Tensor | tuple[Tensor, ...], path: str | os.PathLike,
-                opset: int = 20, dynamic_batch: bool = True) -> Path:
+def export_onnx(
+    module: nn.Module,
+    example: Tensor | tuple[Tensor, ...],
+    path: str | os.PathLike,
+    opset: int = 20,
+    dynamic_batch: bool = True,
+) -> Path:
     """Exports ``module`` to an ONNX file (``torch.onnx.export(..., dynamo=True)``).
 
     Needs the ``onnx`` and ``onnxscript`` packages (``pip install stnkit[export]``). The graph's
@@ -175,11 +200,14 @@ def export_onnx(module: nn.Module, example: Tensor | tuple[Tensor, ...], path: s
     if not isinstance(opset, int) or isinstance(opset, bool):
         raise TypeError(f"opset: expected an int, got {type(opset).__name__}")
     if opset < MIN_OPSET:
-        raise ExportError(f"opset: expected at least {MIN_OPSET} (the first opset PyTorch's ONNX exporter "
-                          f"writes; GridSample needs 16), got {opset}")
+        raise ExportError(
+            f"opset: expected at least {MIN_OPSET} (the first opset PyTorch's ONNX exporter "
+            f"writes; GridSample needs 16), got {opset}"
+        )
     if opset < MIN_OPSET_3D and _is_3d(module):
-        raise ExportError(f"opset: 3-D transforms need opset {MIN_OPSET_3D} or later (GridSample on volumes), "
-                          f"got {opset}")
+        raise ExportError(
+            f"opset: 3-D transforms need opset {MIN_OPSET_3D} or later (GridSample on volumes), got {opset}"
+        )
     try:
         import onnxscript  # noqa: F401  (the dynamo exporter needs it; say so clearly)
     except ImportError as err:
@@ -189,11 +217,14 @@ def export_onnx(module: nn.Module, example: Tensor | tuple[Tensor, ...], path: s
 
     try:
         with _quiet("onnxscript", "onnx_ir", "torch.onnx"):
-            onnx_program = torch.onnx.export(program, args, dynamo=True, opset_version=opset, input_names=names,
-                                             optimize=True, verbose=False)
+            onnx_program = torch.onnx.export(
+                program, args, dynamo=True, opset_version=opset, input_names=names, optimize=True, verbose=False
+            )
     except Exception as err:
-        raise ExportError(f"module: the ONNX exporter (opset {opset}) could not convert "
-                          f"{type(module).__name__}: {type(err).__name__}: {str(err).strip()[:500]}") from err
+        raise ExportError(
+            f"module: the ONNX exporter (opset {opset}) could not convert "
+            f"{type(module).__name__}: {type(err).__name__}: {str(err).strip()[:500]}"
+        ) from err
     if onnx_program is None:  # only with dynamo=False, never here
         raise ExportError("module: the ONNX exporter returned no program")
     atomic_write(Path(path), onnx_program.model_proto.SerializeToString())

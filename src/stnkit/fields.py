@@ -33,7 +33,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -44,8 +44,16 @@ from .coords import base_grid
 from .errors import check_theta
 
 __all__ = [
-    "check_field", "integrate_velocity", "invert_field", "compose_fields", "jacobian_determinant",
-    "folding_fraction", "resize_field", "sample_field", "to_voxel", "from_voxel",
+    "check_field",
+    "integrate_velocity",
+    "invert_field",
+    "compose_fields",
+    "jacobian_determinant",
+    "folding_fraction",
+    "resize_field",
+    "sample_field",
+    "to_voxel",
+    "from_voxel",
 ]
 
 PADDINGS = ("border", "zeros", "reflection")
@@ -63,8 +71,10 @@ def check_field(name: str, field: object, ndim: int | None = None, *, finite: bo
     check_tensor(name, field, ndim=ranks, shape=" or ".join(shape[r] for r in ranks), floating=True)
     d = field.dim() - 2
     if field.shape[1] != d:
-        raise ValueError(f"{name}: expected {d} channels (x, y{', z' if d == 3 else ''}) for a {d}-D field "
-                         f"{shape[d + 2]}, got shape {tuple(field.shape)}")
+        raise ValueError(
+            f"{name}: expected {d} channels (x, y{', z' if d == 3 else ''}) for a {d}-D field "
+            f"{shape[d + 2]}, got shape {tuple(field.shape)}"
+        )
     if finite:
         check_theta(name, field)
     return field
@@ -86,8 +96,9 @@ def sample_field(field: Tensor, points: Tensor, *, align_corners: bool = False, 
     Returns:
         ``(N, C, *out)``.
     """
-    return F.grid_sample(field, points.to(field.dtype), mode="bilinear", padding_mode=padding,
-                         align_corners=align_corners)
+    return F.grid_sample(
+        field, points.to(field.dtype), mode="bilinear", padding_mode=padding, align_corners=align_corners
+    )
 
 
 def resize_field(field: Tensor, size: Sequence[int], align_corners: bool = False) -> Tensor:
@@ -101,8 +112,9 @@ def resize_field(field: Tensor, size: Sequence[int], align_corners: bool = False
     return F.interpolate(field, size=tuple(size), mode=mode, align_corners=align_corners)
 
 
-def integrate_velocity(velocity: Tensor, steps: int = 7, *, align_corners: bool = False,
-                       padding: str = "border") -> Tensor:
+def integrate_velocity(
+    velocity: Tensor, steps: int = 7, *, align_corners: bool = False, padding: str = "border"
+) -> Tensor:
     """The displacement of the time-1 flow of a stationary velocity field (scaling and squaring).
 
     ``u = v / 2^steps``, then ``steps`` times ``u <- u + u(x + u)`` (the warp composed with itself).
@@ -119,15 +131,14 @@ def integrate_velocity(velocity: Tensor, steps: int = 7, *, align_corners: bool 
     check_field("velocity", velocity)
     check_positive_int("steps", steps, minimum=0)
     check_choice("padding", padding, PADDINGS)
-    u = velocity * (0.5 ** steps)
+    u = velocity * (0.5**steps)
     base = _identity(velocity.shape[2:], align_corners, velocity)  # (1, *size, ndim)
     for _ in range(steps):
         u = u + sample_field(u, base + u.movedim(1, -1), align_corners=align_corners, padding=padding)
     return u
 
 
-def invert_field(velocity: Tensor, steps: int = 7, *, align_corners: bool = False,
-                 padding: str = "border") -> Tensor:
+def invert_field(velocity: Tensor, steps: int = 7, *, align_corners: bool = False, padding: str = "border") -> Tensor:
     """The displacement of the inverse of the warp that ``velocity`` integrates to: integrates ``-v``."""
     check_field("velocity", velocity)
     return integrate_velocity(-velocity, steps, align_corners=align_corners, padding=padding)
@@ -170,7 +181,9 @@ def jacobian_determinant(field: Tensor, *, align_corners: bool = False) -> Tenso
     check_field("field", field)
     size = field.shape[2:]
     if min(size) < 2:
-        raise ValueError(f"field: expected every spatial side >= 2 for finite differences, got shape {tuple(field.shape)}")
+        raise ValueError(
+            f"field: expected every spatial side >= 2 for finite differences, got shape {tuple(field.shape)}"
+        )
     d = len(size)
     spacing = [2.0 / (n - 1) if align_corners else 2.0 / n for n in size]  # per tensor axis (z,) y, x
     dims = tuple(range(1, d + 1))
@@ -183,9 +196,11 @@ def jacobian_determinant(field: Tensor, *, align_corners: bool = False) -> Tenso
         j.append(row)
     if d == 2:
         return j[0][0] * j[1][1] - j[0][1] * j[1][0]
-    return (j[0][0] * (j[1][1] * j[2][2] - j[1][2] * j[2][1])
-            - j[0][1] * (j[1][0] * j[2][2] - j[1][2] * j[2][0])
-            + j[0][2] * (j[1][0] * j[2][1] - j[1][1] * j[2][0]))
+    return (
+        j[0][0] * (j[1][1] * j[2][2] - j[1][2] * j[2][1])
+        - j[0][1] * (j[1][0] * j[2][2] - j[1][2] * j[2][0])
+        + j[0][2] * (j[1][0] * j[2][1] - j[1][1] * j[2][0])
+    )
 
 
 def folding_fraction(field: Tensor, *, align_corners: bool = False) -> Tensor:

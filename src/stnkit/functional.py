@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -72,8 +72,7 @@ def warp(
     """
     family = _family(transform)
     rank = family.ndim + 2
-    check_tensor("input", input, ndim=rank,
-                 shape="(N, C, H, W)" if rank == 4 else "(N, C, D, H, W)", floating=True)
+    check_tensor("input", input, ndim=rank, shape="(N, C, H, W)" if rank == 4 else "(N, C, D, H, W)", floating=True)
     family._check_theta(theta)
     check_same_batch("theta", theta, "input", input)
     check_same_device("theta", theta, "input", input)

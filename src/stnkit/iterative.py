@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -63,18 +64,35 @@ class IterativeSpatialTransformer(SpatialTransformer):
         transform_options: dict[str, Any] | None = None,
         check_finite: bool = True,
     ) -> None:
-        super().__init__(localisation, transform, loc_features=loc_features, output_size=output_size, mode=mode,
-                         padding=padding, fill=fill, align_corners=align_corners, antialias=antialias,
-                         transform_options=transform_options, check_finite=check_finite)
+        super().__init__(
+            localisation,
+            transform,
+            loc_features=loc_features,
+            output_size=output_size,
+            mode=mode,
+            padding=padding,
+            fill=fill,
+            align_corners=align_corners,
+            antialias=antialias,
+            transform_options=transform_options,
+            check_finite=check_finite,
+        )
         if not isinstance(self.transform, MatrixTransform):
             matrix = [n for n in list_transforms() if n != self.transform.name and _is_matrix(n)]
-            raise ValueError(f"transform: IterativeSpatialTransformer composes warps with the family's compose, "
-                             f"which only matrix families have; got {self.transform.name!r}, expected one of "
-                             f"{', '.join(map(repr, matrix))}")
+            raise ValueError(
+                f"transform: IterativeSpatialTransformer composes warps with the family's compose, "
+                f"which only matrix families have; got {self.transform.name!r}, expected one of "
+                f"{', '.join(map(repr, matrix))}"
+            )
         self.steps = check_positive_int("steps", steps)
 
-    def forward(self, x: Tensor, return_thetas: bool = False, *,  # type: ignore[override]
-                return_theta: bool = False) -> Tensor | tuple[Tensor, ...]:
+    def forward(
+        self,
+        x: Tensor,
+        return_thetas: bool = False,
+        *,  # type: ignore[override]
+        return_theta: bool = False,
+    ) -> Tensor | tuple[Tensor, ...]:
         """Warps ``x`` by the composition of ``steps`` updates read off ``x`` warped so far.
 
         Args:
@@ -92,8 +110,14 @@ class IterativeSpatialTransformer(SpatialTransformer):
         check_tensor("x", x, ndim=rank, shape="(N, C, H, W)" if rank == 4 else "(N, C, D, H, W)", floating=True)
         check_bool("return_thetas", return_thetas)
         check_bool("return_theta", return_theta)
-        options = dict(mode=self.mode, padding=self.padding, fill=self.fill, align_corners=self.align_corners,
-                       antialias=self.antialias, check_finite=self.check_finite)
+        options = dict(
+            mode=self.mode,
+            padding=self.padding,
+            fill=self.fill,
+            align_corners=self.align_corners,
+            antialias=self.antialias,
+            check_finite=self.check_finite,
+        )
         theta = self.predict(x)  # (N, P): step 1 reads the input itself
         thetas = [theta]
         for _ in range(self.steps - 1):

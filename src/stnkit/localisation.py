@@ -7,7 +7,7 @@ Each builder returns the body of the net, ending in a feature vector; the
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -81,8 +81,7 @@ def conv_localisation(
     if len(in_shape) not in (3, 4):
         raise ValueError(f"in_shape: expected (C, H, W) or (C, D, H, W), got {tuple(in_shape)}")
     dims = len(in_shape) - 1
-    conv, avg, mx = ((nn.Conv2d, nn.AvgPool2d, nn.MaxPool2d) if dims == 2
-                     else (nn.Conv3d, nn.AvgPool3d, nn.MaxPool3d))
+    conv, avg, mx = (nn.Conv2d, nn.AvgPool2d, nn.MaxPool2d) if dims == 2 else (nn.Conv3d, nn.AvgPool3d, nn.MaxPool3d)
     check_positive_int("kernel_size", kernel_size)
     layers: list[nn.Module] = []
     if check_positive_int("downsample", downsample) > 1:
@@ -100,6 +99,8 @@ def conv_localisation(
         try:
             flat = body(torch.zeros(1, *in_shape)).shape[1]
         except RuntimeError as err:
-            raise ValueError(f"in_shape: {tuple(in_shape)} is too small for this localisation net "
-                             f"(downsample={downsample}, kernel_size={kernel_size}): {err}") from None
+            raise ValueError(
+                f"in_shape: {tuple(in_shape)} is too small for this localisation net "
+                f"(downsample={downsample}, kernel_size={kernel_size}): {err}"
+            ) from None
     return LocalisationNet(*layers, nn.Linear(flat, hidden), nn.ReLU(inplace=True), out_features=hidden)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -83,8 +84,9 @@ class SpatialTransformer(nn.Module):
         self.heads = check_positive_int("heads", heads)
         self.head_output = check_choice("head_output", head_output, HEAD_OUTPUTS)
         check_sampling_options(mode, padding, fill, align_corners, antialias)
-        check_volume_options(mode, antialias, self.transform.ndim,
-                             f"transforms; transform {self.transform.name!r} warps volumes")
+        check_volume_options(
+            mode, antialias, self.transform.ndim, f"transforms; transform {self.transform.name!r} warps volumes"
+        )
         self.mode, self.padding, self.fill = mode, padding, fill
         self.align_corners, self.antialias = align_corners, antialias
         self.check_finite = check_bool("check_finite", check_finite)
@@ -101,8 +103,9 @@ class SpatialTransformer(nn.Module):
             self.regression.weight.zero_()
             self.regression.bias.copy_(self.identity)
 
-    def forward(self, x: Tensor, source: Tensor | None = None,
-                return_theta: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    def forward(
+        self, x: Tensor, source: Tensor | None = None, return_theta: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
         """Warps ``source`` (default ``x``) by the theta that the localisation net reads off ``x``.
 
         Args:
@@ -125,9 +128,18 @@ class SpatialTransformer(nn.Module):
         theta = self.predict(x)  # (N*heads, P)
         if h > 1:
             src = src.unsqueeze(1).expand(n, h, *src.shape[1:]).reshape(n * h, *src.shape[1:])  # (N*heads, C, ...)
-        out = warp(src, theta, self.transform, self.output_size or tuple(src.shape[2:]), mode=self.mode,
-                   padding=self.padding, fill=self.fill, align_corners=self.align_corners,
-                   antialias=self.antialias, check_finite=self.check_finite)
+        out = warp(
+            src,
+            theta,
+            self.transform,
+            self.output_size or tuple(src.shape[2:]),
+            mode=self.mode,
+            padding=self.padding,
+            fill=self.fill,
+            align_corners=self.align_corners,
+            antialias=self.antialias,
+            check_finite=self.check_finite,
+        )
         if h > 1:
             out = out.view(n, h, *out.shape[1:])  # (N, heads, C, ...)
             if self.head_output == "channels":
@@ -142,18 +154,23 @@ class SpatialTransformer(nn.Module):
         if self.regression is None:
             if not isinstance(features, Tensor) or features.dim() < 1 or features.shape[1:].numel() != h * p:
                 got = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
-                raise ValueError(f"localisation: with regression=False expected heads * num_params = {h * p} "
-                                 f"values per sample, shape (N, {h * p}) or e.g. (N, {self.transform.ndim}, ...); "
-                                 f"got shape {got}")
+                raise ValueError(
+                    f"localisation: with regression=False expected heads * num_params = {h * p} "
+                    f"values per sample, shape (N, {h * p}) or e.g. (N, {self.transform.ndim}, ...); "
+                    f"got shape {got}"
+                )
             return (features.reshape(n, h * p) + self.identity).view(n * h, p)  # (N*heads, P)
         if not isinstance(features, Tensor) or features.dim() != 2:
             got = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
-            raise ValueError(f"localisation: expected (N, F) features, got shape {got}; "
-                             f"end the localisation net with nn.Flatten()")
+            raise ValueError(
+                f"localisation: expected (N, F) features, got shape {got}; end the localisation net with nn.Flatten()"
+            )
         if features.shape[1] != self.regression.in_features:
-            raise ValueError(f"loc_features: the regression layer expects {self.regression.in_features} "
-                             f"features per sample, but the localisation net gives shape "
-                             f"{tuple(features.shape)}; pass loc_features={features.shape[1]}")
+            raise ValueError(
+                f"loc_features: the regression layer expects {self.regression.in_features} "
+                f"features per sample, but the localisation net gives shape "
+                f"{tuple(features.shape)}; pass loc_features={features.shape[1]}"
+            )
         return self.regression(features).view(n * h, p)  # (N*heads, P)
 
     def __prepare_scriptable__(self) -> SpatialTransformer:  # torch.jit.script calls it first
@@ -161,16 +178,20 @@ class SpatialTransformer(nn.Module):
         return self
 
     def extra_repr(self) -> str:
-        return (f"heads={self.heads}, output_size={self.output_size}, mode={self.mode!r}, "
-                f"padding={self.padding!r}, align_corners={self.align_corners}"
-                + (", antialias=True" if self.antialias else ""))
+        return (
+            f"heads={self.heads}, output_size={self.output_size}, mode={self.mode!r}, "
+            f"padding={self.padding!r}, align_corners={self.align_corners}"
+            + (", antialias=True" if self.antialias else "")
+        )
 
 
 def _zero_last_layer(localisation: nn.Module) -> None:
     layers = [m for m in localisation.modules() if isinstance(getattr(m, "weight", None), nn.Parameter)]
     if not layers:
-        raise ValueError("localisation: regression=False needs a net whose last layer has a weight "
-                         "(nn.Linear, nn.Conv2d, ...) to start at zero; none found")
+        raise ValueError(
+            "localisation: regression=False needs a net whose last layer has a weight "
+            "(nn.Linear, nn.Conv2d, ...) to start at zero; none found"
+        )
     with torch.no_grad():
         layers[-1].weight.zero_()
         if isinstance(getattr(layers[-1], "bias", None), nn.Parameter):
@@ -184,5 +205,7 @@ def _infer_features(localisation: nn.Module) -> int:
     linears = [m for m in localisation.modules() if isinstance(m, nn.Linear)]
     if linears:
         return linears[-1].out_features
-    raise ValueError("loc_features: cannot tell the localisation net's output size; pass loc_features=F "
-                     "(the size of its (N, F) output)")
+    raise ValueError(
+        "loc_features: cannot tell the localisation net's output size; pass loc_features=F "
+        "(the size of its (N, F) output)"
+    )

@@ -9,7 +9,8 @@ Its bilinear kernel (eq. 5) has the paper's sub-gradients (eq. 7): the derivativ
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -62,8 +63,7 @@ KERNELS: dict[str, Callable[[Tensor], Tensor]] = {
 }
 
 
-def reference_sample(input: Tensor, grid: Tensor, kernel: str = "bilinear",
-                     align_corners: bool = False) -> Tensor:
+def reference_sample(input: Tensor, grid: Tensor, kernel: str = "bilinear", align_corners: bool = False) -> Tensor:
     """Samples ``input`` at ``grid`` by the paper's eq. 3 with zero padding.
 
     Args:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -21,16 +21,19 @@ LOW_PRECISION = (torch.float16, torch.bfloat16)
 Fill = float | Sequence[float] | Tensor | None
 
 
-def check_sampling_options(mode: str, padding: str, fill: Fill, align_corners: bool = False,
-                           antialias: bool = False) -> None:
+def check_sampling_options(
+    mode: str, padding: str, fill: Fill, align_corners: bool = False, antialias: bool = False
+) -> None:
     """Validates the sampling options (shared by :func:`sample`, :func:`stnkit.warp` and the module)."""
     check_choice("mode", mode, MODES)
     check_choice("padding", padding, PADDINGS)
     check_bool("align_corners", align_corners)
     check_bool("antialias", antialias)
     if fill is not None and not _is_fill(fill):
-        raise TypeError(f"fill: expected None, a float, a sequence of floats (one per channel) or a "
-                        f"floating-point tensor, got {fill!r}")
+        raise TypeError(
+            f"fill: expected None, a float, a sequence of floats (one per channel) or a "
+            f"floating-point tensor, got {fill!r}"
+        )
     if fill is not None:
         values = torch.as_tensor(fill, dtype=torch.float64).detach()
         if not bool(torch.isfinite(values).all()):
@@ -44,8 +47,7 @@ def check_volume_options(mode: str, antialias: bool, ndim: int, what: str = "inp
     if ndim != 3:
         return
     if mode == "bicubic":
-        raise ValueError(f"mode: 'bicubic' is only available for 2-D {what}; use 'bilinear' or 'nearest' "
-                         f"for volumes")
+        raise ValueError(f"mode: 'bicubic' is only available for 2-D {what}; use 'bilinear' or 'nearest' for volumes")
     if antialias:
         raise ValueError(f"antialias: only available for 2-D {what}; got a volume with antialias=True")
 
@@ -105,13 +107,16 @@ def sample(
     """
     check_tensor("input", input, ndim=(4, 5), shape="(N, C, H, W) or (N, C, D, H, W)", floating=True)
     d = input.dim() - 2
-    check_tensor("grid", grid, ndim=d + 2, shape="(N, H', W', 2)" if d == 2 else "(N, D', H', W', 3)",
-                 floating=True)
+    check_tensor("grid", grid, ndim=d + 2, shape="(N, H', W', 2)" if d == 2 else "(N, D', H', W', 3)", floating=True)
     if grid.shape[-1] != d:
-        raise ValueError(f"grid: expected last dimension {d} for a {input.dim()}-D input, got shape {tuple(grid.shape)}")
+        raise ValueError(
+            f"grid: expected last dimension {d} for a {input.dim()}-D input, got shape {tuple(grid.shape)}"
+        )
     if grid.shape[0] != input.shape[0]:
-        raise ValueError(f"grid: batch size {grid.shape[0]} does not match input's {input.shape[0]} "
-                         f"(input shape {tuple(input.shape)}, grid shape {tuple(grid.shape)})")
+        raise ValueError(
+            f"grid: batch size {grid.shape[0]} does not match input's {input.shape[0]} "
+            f"(input shape {tuple(input.shape)}, grid shape {tuple(grid.shape)})"
+        )
     check_same_device("grid", grid, "input", input)
     check_sampling_options(mode, padding, fill, align_corners, antialias)
     check_volume_options(mode, antialias, d)
@@ -119,29 +124,42 @@ def sample(
     return _sample(input, grid, mode, padding, fill, align_corners, antialias)
 
 
-def _sample(input: Tensor, grid: Tensor, mode: str, padding: str, fill: Fill, align_corners: bool,
-            antialias: bool, scale: Tensor | None = None) -> Tensor:
+def _sample(
+    input: Tensor,
+    grid: Tensor,
+    mode: str,
+    padding: str,
+    fill: Fill,
+    align_corners: bool,
+    antialias: bool,
+    scale: Tensor | None = None,
+) -> Tensor:
     """:func:`sample` without the argument checks (for callers that made them); ``scale``: the
     local scale for ``antialias`` when the caller knows it (see :func:`stnkit._antialias.antialiased_sample`)."""
     if mode == "nearest" and grid.requires_grad and torch.is_grad_enabled():
-        warnings.warn("mode='nearest' passes no gradient to the grid or theta; the localisation net "
-                      "will not learn. Use 'bilinear' or 'bicubic' for training.", stacklevel=3)
+        warnings.warn(
+            "mode='nearest' passes no gradient to the grid or theta; the localisation net "
+            "will not learn. Use 'bilinear' or 'bicubic' for training.",
+            stacklevel=3,
+        )
     work = torch.float32 if input.dtype in LOW_PRECISION else input.dtype
     check_allocation("output", (input.shape[0], input.shape[1] + (fill is not None), *grid.shape[1:-1]), work)
     x, grid = input.to(work), grid.to(work)
     if fill is None:
         return _read(x, grid, mode, padding, align_corners, antialias, scale).to(input.dtype)
     value = _fill_tensor(fill, x, input.dtype)
-    both = _read(torch.cat([x, torch.ones_like(x[:, :1])], dim=1), grid, mode, "zeros", align_corners,
-                 antialias, scale)  # (N, C+1, ...): the last channel is the in-image weight
+    both = _read(
+        torch.cat([x, torch.ones_like(x[:, :1])], dim=1), grid, mode, "zeros", align_corners, antialias, scale
+    )  # (N, C+1, ...): the last channel is the in-image weight
     out, outside = both[:, :-1], 1 - both[:, -1:]
     # Inside the image the weights sum to 1 up to rounding: no fill there, so the result is exact.
     outside = torch.where(outside.abs() <= 8 * torch.finfo(work).eps, torch.zeros_like(outside), outside)
     return (out + outside * value).to(input.dtype)
 
 
-def _read(x: Tensor, grid: Tensor, mode: str, padding: str, align_corners: bool, antialias: bool,
-          scale: Tensor | None) -> Tensor:
+def _read(
+    x: Tensor, grid: Tensor, mode: str, padding: str, align_corners: bool, antialias: bool, scale: Tensor | None
+) -> Tensor:
     if antialias:
         return antialiased_sample(x, grid, mode, padding, align_corners, scale)
     return grid_sample(x, grid, mode, padding, align_corners)
@@ -168,8 +186,10 @@ def _fill_tensor(fill: Fill, input: Tensor, out_dtype: torch.dtype) -> Tensor | 
         host = torch.as_tensor(fill, dtype=input.dtype)
         for dtype in (input.dtype, out_dtype):  # sampled in the working dtype, returned in the input's
             if not bool(torch.isfinite(host.to(dtype)).all()):
-                raise ValueError(f"fill: {fill!r} does not fit the sampling dtype {dtype} (largest magnitude "
-                                 f"{torch.finfo(dtype).max:.4g})")
+                raise ValueError(
+                    f"fill: {fill!r} does not fit the sampling dtype {dtype} (largest magnitude "
+                    f"{torch.finfo(dtype).max:.4g})"
+                )
         if _is_number(fill):  # a Python number: no tensor, no host-to-device copy
             return float(fill)  # type: ignore[arg-type]
         # pageable memory is staged before the call returns, so the temporary may go

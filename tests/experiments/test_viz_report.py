@@ -89,7 +89,7 @@ def test_report_lists_every_run_with_the_papers_numbers(tmp_path):
     for run in runs:
         assert run.name in md
     rows = table_rows(md, "MNIST")
-    assert rows["ST-CNN Aff"][1] == "**0.70 (n=2)** / 0.5"  # RTS: mean of 0.6 and 0.8, two seeds
+    assert rows["ST-CNN Aff"][1] == "**0.70 ± 0.14 (n=2)** / 0.5"  # RTS: mean of 0.6 and 0.8 ± sqrt(0.02), two seeds
     assert rows["ST-CNN Aff"][0] == "— / 0.7"  # no R run: the paper's number alone
     assert rows["ST-CNN TPS"][3] == "— / 1.1"
     header = md.split("## MNIST", 1)[1].splitlines()[2]

@@ -15,11 +15,11 @@ import os
 import sys
 import time
 import typing
-import warnings
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from ..errors import ExportError
+from .notices import one_line_warnings
 
 USER_ERRORS = (ValueError, TypeError, OSError, ExportError)
 
@@ -340,6 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .export import add_command  # `stnkit export`: options and logic in experiments/export.py
     add_command(sub)
+    from .grid import add_command as add_grid  # `stnkit grid`: logic in experiments/grid.py
+    add_grid(sub)
 
     p = sub.add_parser("quickstart", help="CNN vs ST-CNN on RTS in a few minutes (embedded digits)")
     p.add_argument("--out", default="runs/quickstart", help="where the two runs go (default: runs/quickstart)")
@@ -349,23 +351,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_quickstart)
     return parser
-
-
-@contextlib.contextmanager
-def _one_line_warnings(prog: str) -> Iterator[None]:
-    """Our deprecation notices (``FutureWarning``) as one line each, once per command:
-    ``stnkit train: warning: ...``."""
-    shown: set[str] = set()
-
-    def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
-        if str(message) not in shown:
-            shown.add(str(message))
-            print(f"{prog}: warning: {message}", file=sys.stderr)
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("always", FutureWarning)
-        warnings.showwarning = show
-        yield
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -387,7 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command != "train":  # train wraps its user errors itself; others in training are bugs
         expected += USER_ERRORS
     try:
-        with _one_line_warnings(prog):
+        with one_line_warnings(prog):
             return args.func(args)
     except BrokenPipeError:  # `stnkit list | head`
         sys.stderr.close()

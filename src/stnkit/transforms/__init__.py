@@ -11,10 +11,13 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .._registry import Registry
 from .base import Transform
+from .bspline import BSpline, BSpline3d
+from .displacement import Displacement, Displacement3d, Velocity, Velocity3d
 from .matrix import (
     Affine,
     Affine3d,
@@ -24,10 +27,8 @@ from .matrix import (
     Similarity,
     Translation,
 )
-from .tps import ThinPlateSpline
 from .piecewise_affine import PiecewiseAffine
-from .bspline import BSpline, BSpline3d
-from .displacement import Displacement, Displacement3d, Velocity, Velocity3d
+from .tps import ThinPlateSpline
 
 _REGISTRY: Registry[Callable[..., Transform]] = Registry("transform family")
 
@@ -56,8 +57,10 @@ def get(name: str | Transform, **options: Any) -> Transform:
     """
     if isinstance(name, Transform):
         if options:
-            raise ValueError(f"transform_options: expected none with a Transform instance "
-                             f"(configure the instance instead), got {sorted(options)}")
+            raise ValueError(
+                f"transform_options: expected none with a Transform instance "
+                f"(configure the instance instead), got {sorted(options)}"
+            )
         return name
     factory = _REGISTRY.get(name, argument="transform")
     try:
@@ -66,8 +69,22 @@ def get(name: str | Transform, **options: Any) -> Transform:
         raise TypeError(f"transform_options: bad options {sorted(options)} for transform {name!r}: {err}") from None
 
 
-for _cls in (Translation, Attention, Similarity, Affine, Projective, Affine3d, ThinPlateSpline,
-             PiecewiseAffine, BSpline, BSpline3d, Displacement, Displacement3d, Velocity, Velocity3d):
+for _cls in (
+    Translation,
+    Attention,
+    Similarity,
+    Affine,
+    Projective,
+    Affine3d,
+    ThinPlateSpline,
+    PiecewiseAffine,
+    BSpline,
+    BSpline3d,
+    Displacement,
+    Displacement3d,
+    Velocity,
+    Velocity3d,
+):
     register_transform(_cls)
 
 __all__ = [

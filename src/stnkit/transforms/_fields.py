@@ -8,7 +8,7 @@ such a view as fast as a contiguous grid, see :mod:`stnkit._fast_warp`).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -101,7 +101,11 @@ def resize(field: Tensor, size: tuple[int, ...], align_corners: bool) -> Tensor:
     dtype, device = field.dtype, field.device
 
     def one(n: int, h: int) -> Tensor:
-        make = lambda: linear_weights(pixel_centres(n, align_corners, dtype=torch.float64), h).to(dtype=dtype, device=device)
+        def make():
+            return linear_weights(pixel_centres(n, align_corners, dtype=torch.float64), h).to(
+                dtype=dtype, device=device
+            )
+
         return cached(("linear-axis", n, h, bool(align_corners), dtype, device), make)
 
-    return separable(field, [one(n, h) for n, h in zip(size, field.shape[2:])])
+    return separable(field, [one(n, h) for n, h in zip(size, field.shape[2:], strict=True)])

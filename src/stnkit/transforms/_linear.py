@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Any, Callable, Hashable
+from collections.abc import Callable, Hashable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -32,7 +33,7 @@ CACHE_ENTRIES = 32
 #: next to the grid they produce).
 CACHE_MAX_ELEMENTS = 1 << 24
 
-_cache: "OrderedDict[Hashable, Tensor]" = OrderedDict()
+_cache: OrderedDict[Hashable, Tensor] = OrderedDict()
 _lock = threading.Lock()
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar, Sequence
+from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -26,8 +27,7 @@ class Transform(nn.Module, ABC):
     has_matrix: ClassVar[bool] = False
 
     @abstractmethod
-    def identity(self, *, dtype: torch.dtype | None = None,
-                 device: torch.device | str | None = None) -> Tensor:
+    def identity(self, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> Tensor:
         """The parameters of the identity warp, shape ``(num_params,)``."""
 
     @abstractmethod
@@ -83,8 +83,10 @@ class Transform(nn.Module, ABC):
         check_tensor("points", points, ndim=(2, 3), shape=f"(N, P, {self.ndim})", floating=True)
         check_same_device("points", points, "theta", theta)
         if points.shape[-1] != self.ndim:
-            raise ValueError(f"points: expected last dimension {self.ndim} (x, y{', z' if self.ndim == 3 else ''}), "
-                             f"got shape {tuple(points.shape)}")
+            raise ValueError(
+                f"points: expected last dimension {self.ndim} (x, y{', z' if self.ndim == 3 else ''}), "
+                f"got shape {tuple(points.shape)}"
+            )
         if points.dim() == 2:
             points = points.unsqueeze(0).expand(theta.shape[0], -1, -1)
         elif points.shape[0] != theta.shape[0]:

@@ -21,7 +21,7 @@ matrix (whose 3-D form would take gigabytes), so no dense GEMM is used.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -77,17 +77,27 @@ class BSpline(Transform):
         self._check_theta(theta)
         return theta.view(theta.shape[0], self.ndim, *self.grid_size)
 
-    def bases(self, size: Sequence[int], align_corners: bool = False, *, dtype: torch.dtype | None = None,
-              device: torch.device | str | None = None) -> list[Tensor]:
+    def bases(
+        self,
+        size: Sequence[int],
+        align_corners: bool = False,
+        *,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> list[Tensor]:
         """The cached 1-D bases ``(n_i, g_i)``, one per spatial axis of ``size``."""
         dtype = dtype or torch.get_default_dtype()
         device = torch.device(device) if device is not None else torch.device("cpu")
 
         def one(n: int, g: int) -> Tensor:
-            make = lambda: bspline_weights(pixel_centres(n, align_corners, dtype=torch.float64), g).to(dtype=dtype, device=device)
+            def make():
+                return bspline_weights(pixel_centres(n, align_corners, dtype=torch.float64), g).to(
+                    dtype=dtype, device=device
+                )
+
             return cached(("bspline-axis", n, g, bool(align_corners), dtype, device), make)
 
-        return [one(n, g) for n, g in zip(size, self.grid_size)]
+        return [one(n, g) for n, g in zip(size, self.grid_size, strict=True)]
 
     def displacement(self, theta: Tensor, size: Sequence[int], align_corners: bool = False) -> Tensor:
         """The dense displacement ``(N, ndim, *size)`` (planar, channel 0 = x) at the output pixels."""
@@ -101,8 +111,9 @@ class BSpline(Transform):
     def warp_points(self, theta: Tensor, points: Tensor) -> Tensor:
         coeffs = self.field(theta).flatten(2)  # (N, ndim, K)
         points = self._check_points(theta, points)  # (N, P, ndim)
-        axes = [bspline_weights(points[..., i], g)
-                for i, g in enumerate(reversed(self.grid_size))]  # per axis x, y[, z]: (N, P, g)
+        axes = [
+            bspline_weights(points[..., i], g) for i, g in enumerate(reversed(self.grid_size))
+        ]  # per axis x, y[, z]: (N, P, g)
         weights = axes[0]  # (N, P, g_x)
         for w in axes[1:]:
             weights = (w.unsqueeze(-1) * weights.unsqueeze(-2)).flatten(-2)  # (N, P, g * prev): slower axis outer

@@ -22,7 +22,7 @@ appends; use ``SpatialTransformer(..., regression=False)`` with a net that outpu
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -117,7 +117,9 @@ class Velocity(Displacement):
         return integrate_velocity(self.field(theta), self.steps, padding=self.padding)
 
     def extra_repr(self) -> str:
-        return f"field_size={self.field_size}, steps={self.steps}, padding={self.padding!r}, num_params={self.num_params}"
+        return (
+            f"field_size={self.field_size}, steps={self.steps}, padding={self.padding!r}, num_params={self.num_params}"
+        )
 
 
 class Velocity3d(Velocity):

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import math
 from abc import abstractmethod
-from typing import ClassVar, Sequence
+from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -81,13 +82,14 @@ class MatrixTransform(Transform):
         check_bool("strict", strict)
         finite = torch.isfinite(matrix.detach()).flatten(1).all(1)
         if not bool(finite.all()):
-            raise ValueError(f"matrix: expected finite values, got NaN or infinity in samples "
-                             f"{_samples(~finite)}")
+            raise ValueError(f"matrix: expected finite values, got NaN or infinity in samples {_samples(~finite)}")
         if self.projective:
             small = matrix.detach()[:, 2, 2].abs() < PROJECTIVE_EPS
             if bool(small.any()):
-                raise ValueError(f"matrix: expected a bottom-right entry of magnitude >= {PROJECTIVE_EPS} (it is "
-                                 f"normalised to 1), got {matrix[small][0, 2, 2].item()} in samples {_samples(small)}")
+                raise ValueError(
+                    f"matrix: expected a bottom-right entry of magnitude >= {PROJECTIVE_EPS} (it is "
+                    f"normalised to 1), got {matrix[small][0, 2, 2].item()} in samples {_samples(small)}"
+                )
         params = self._params(matrix)
         if strict:
             target = matrix / matrix[:, 2:, 2:] if self.projective else matrix
@@ -99,7 +101,8 @@ class MatrixTransform(Transform):
                 raise ValueError(
                     f"matrix: samples {_samples(bad)} are not {self.name!r} matrices: they differ from the nearest "
                     f"one by up to {deviation[i].item():.3g} (sample {i}; tolerance {tol[i].item():.3g}); pass "
-                    f"strict=False to project them onto the family, or use a more general family")
+                    f"strict=False to project them onto the family, or use a more general family"
+                )
         return params
 
     def inverse(self, theta: Tensor) -> Tensor:
@@ -115,8 +118,10 @@ class MatrixTransform(Transform):
         residual = (m.detach() @ inv.detach() - eye).abs().flatten(1).amax(1)  # (N,)
         bad = (info != 0) | ~(residual <= matrix_tolerance(m))
         if bool(bad.any()):
-            raise ValueError(f"theta: samples {_samples(bad)} are singular warps (their {self.name!r} matrix has no "
-                             f"inverse to {m.dtype} precision), e.g. {theta[bad][0].tolist()}")
+            raise ValueError(
+                f"theta: samples {_samples(bad)} are singular warps (their {self.name!r} matrix has no "
+                f"inverse to {m.dtype} precision), e.g. {theta[bad][0].tolist()}"
+            )
         return self._params(inv)
 
     def compose(self, first: Tensor, second: Tensor) -> Tensor:
@@ -203,8 +208,7 @@ def _samples(mask: Tensor) -> list[int]:
     return [int(i) for i in mask.nonzero().flatten().tolist()]
 
 
-def _block(size: tuple[int, ...], align_corners: bool, d: int, dtype: torch.dtype,
-           device: torch.device) -> Tensor:
+def _block(size: tuple[int, ...], align_corners: bool, d: int, dtype: torch.dtype, device: torch.device) -> Tensor:
     """The cached block form ``(K*d, P*d)`` of the base grid ``(P, K)`` for ``d`` output rows."""
     key = ("matrix", size, bool(align_corners), d, dtype, device)
     return cached(key, lambda: block_basis(base_grid(size, align_corners, dtype=dtype, device=device), d))

@@ -20,7 +20,7 @@ basis (see :mod:`stnkit.transforms._linear`), like ``tps``.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -81,8 +81,14 @@ class PiecewiseAffine(Transform):
         control = torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)  # (K, 2)
         return control.reshape(-1).to(dtype=dtype or torch.get_default_dtype(), device=device)
 
-    def output_basis(self, size: Sequence[int], align_corners: bool = False, *,
-                     dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> Tensor:
+    def output_basis(
+        self,
+        size: Sequence[int],
+        align_corners: bool = False,
+        *,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> Tensor:
         """The theta-independent ``(H*W, k^2)`` basis with ``grid = output_basis @ points`` (cached)."""
         dtype = dtype or torch.get_default_dtype()
         device = torch.device(device) if device is not None else torch.device("cpu")
@@ -99,8 +105,9 @@ class PiecewiseAffine(Transform):
         size = self._check_grid(theta, size, align_corners)
         points = theta.reshape(theta.shape[0], self.num_params // 2, 2)  # (N, K, 2)
         key = ("piecewise_affine-block", self.grid_size, size, bool(align_corners), theta.dtype, theta.device)
-        return linear_grid(points, size, key, lambda: self.output_basis(
-            size, align_corners, dtype=theta.dtype, device=theta.device))  # (N, H, W, 2)
+        return linear_grid(
+            points, size, key, lambda: self.output_basis(size, align_corners, dtype=theta.dtype, device=theta.device)
+        )  # (N, H, W, 2)
 
     def warp_points(self, theta: Tensor, points: Tensor) -> Tensor:
         self._check_theta(theta)

@@ -13,14 +13,14 @@ against the cached block basis, see :mod:`stnkit.transforms._linear`; reference 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 from .._validate import check_positive_int
-from ..errors import check_allocation
 from ..coords import base_grid
+from ..errors import check_allocation
 from ._linear import cached, linear_grid
 from .base import Transform
 
@@ -43,8 +43,12 @@ class ThinPlateSpline(Transform):
     def __init__(self, grid_size: int = 4, smoothing: float = 0.0) -> None:
         super().__init__()
         check_positive_int("grid_size", grid_size, minimum=2)
-        if (not isinstance(smoothing, (int, float)) or isinstance(smoothing, bool) or not math.isfinite(smoothing)
-                or smoothing < 0):
+        if (
+            not isinstance(smoothing, (int, float))
+            or isinstance(smoothing, bool)
+            or not math.isfinite(smoothing)
+            or smoothing < 0
+        ):
             raise ValueError(f"smoothing: expected a finite float >= 0, got {smoothing!r}")
         self.grid_size = grid_size
         self.smoothing = float(smoothing)
@@ -71,8 +75,14 @@ class ThinPlateSpline(Transform):
         ones = torch.ones_like(points[..., :1])
         return torch.cat([_radial(d2), ones, points], dim=-1)
 
-    def output_basis(self, size: Sequence[int], align_corners: bool = False, *,
-                     dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> Tensor:
+    def output_basis(
+        self,
+        size: Sequence[int],
+        align_corners: bool = False,
+        *,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> Tensor:
         """The theta-independent ``(H*W, K)`` matrix with ``grid = output_basis @ points``.
 
         Computed in float64, then cast; cached (bounded LRU shared with the matrix families) under
@@ -83,8 +93,9 @@ class ThinPlateSpline(Transform):
         key = ("tps", self.grid_size, self.smoothing, tuple(size), bool(align_corners), dtype, device)
         return cached(key, lambda: self._make_output_basis(tuple(size), bool(align_corners), dtype, device))
 
-    def _make_output_basis(self, size: tuple[int, ...], align_corners: bool, dtype: torch.dtype,
-                           device: torch.device) -> Tensor:
+    def _make_output_basis(
+        self, size: tuple[int, ...], align_corners: bool, dtype: torch.dtype, device: torch.device
+    ) -> Tensor:
         xy = base_grid(size, align_corners, dtype=torch.float64)[:, :2]  # (H*W, 2)
         return (self._basis64(xy) @ self._solution64).to(dtype=dtype, device=device)  # (H*W, K)
 
@@ -94,8 +105,9 @@ class ThinPlateSpline(Transform):
         check_allocation("output_basis", (math.prod(size), self.grid_size**2 + 3), torch.float64)
         points = theta.reshape(theta.shape[0], self.num_params // 2, 2)  # (N, K, 2)
         key = ("tps-block", self.grid_size, self.smoothing, size, bool(align_corners), theta.dtype, theta.device)
-        return linear_grid(points, size, key, lambda: self.output_basis(
-            size, align_corners, dtype=theta.dtype, device=theta.device))  # (N, H, W, 2)
+        return linear_grid(
+            points, size, key, lambda: self.output_basis(size, align_corners, dtype=theta.dtype, device=theta.device)
+        )  # (N, H, W, 2)
 
     def warp_points(self, theta: Tensor, points: Tensor) -> Tensor:
         self._check_theta(theta)

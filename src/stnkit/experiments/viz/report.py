@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -158,7 +159,7 @@ def results_table(results: Sequence[RunResult], digits: str = "mnist") -> str:
     """Markdown table laid out like the paper's Table 1: model rows x distortion columns.
 
     Each cell is ``ours / paper`` (test error %, ``—`` where there is none); complete runs sharing a
-    cell (e.g. several seeds) are averaged and their count shown; incomplete runs are never averaged
+    cell (e.g. several seeds) are averaged, shown as mean ± sample standard deviation, and counted; incomplete runs are never averaged
     in, only counted (``+1 incomplete``). Columns are R, RTS, P, E, then any
     other distortion among ``results``; rows are the paper's models for those columns, then any
     other model among ``results``.
@@ -188,8 +189,8 @@ def results_table(results: Sequence[RunResult], digits: str = "mnist") -> str:
         for c in columns:
             ours = cells.get((key, c))
             text = _fmt(_mean(ours)) if ours else "—"
-            if ours and len(ours) > 1:
-                text += f" (n={len(ours)})"
+            if ours and len(ours) > 1:  # mean ± sample standard deviation over the seeds
+                text += f" ± {_fmt(statistics.stdev(ours))} (n={len(ours)})"
             if ours:
                 text = f"**{text}**"
             if incomplete.get((key, c)):
@@ -270,12 +271,13 @@ def plot_learning_curves(results: Sequence[RunResult], path: str | Path, *, dpi:
     return save_figure(fig, path)
 
 
-def write_report(runs: Sequence[str | Path], out: str | Path) -> Path:
+def write_report(runs: Sequence[str | Path], out: str | Path, *, note: str = "") -> Path:
     """Writes the markdown report of ``runs`` and its learning-curve PNG beside it.
 
     Args:
         runs: Run directories (or checkpoints inside them); at least one.
         out: The markdown file; the curves go to ``<out stem>_curves.png`` in the same folder.
+        note: A paragraph placed under the introduction (``stnkit grid`` states its budget there).
 
     Returns:
         ``out`` as a :class:`~pathlib.Path`.
@@ -295,7 +297,7 @@ def write_report(runs: Sequence[str | Path], out: str | Path) -> Path:
              "ST-FCN and ST-CNN numbers name no transform and are shown for every transform; "
              "Table 4 for MNIST addition). The paper averages 3 seeds; runs sharing a cell are "
              "averaged here and counted (n). Runs on fewer than the 60,000 training digits (see the "
-             "data column) are not comparable with the paper.", ""]
+             "data column) are not comparable with the paper.", ""] + ([note, ""] if note else [])
     for digits in dict.fromkeys(r.digits for r in results):
         title = "MNIST" if digits == "mnist" else f"{digits} (the paper has no numbers for it)"
         parts += [f"## {title}", "", results_table(results, digits), ""]
