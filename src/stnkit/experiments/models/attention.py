@@ -246,14 +246,7 @@ for _k in (2, 4):
 
 @MODELS.register(name="down-cnn")
 def down_cnn(in_shape, num_classes, transform=None, downsample=False, transform_options=None, *,
-             size=None, backbone="resnet", backbone_options=None) -> Downsampled:
-    """A backbone on the input area-downsampled to ``size`` (default: half, the crops' size)."""
-    size = size if size is not None else (max(1, in_shape[1] // 2), max(1, in_shape[2] // 2))
+             crop_size=None, backbone="resnet", backbone_options=None) -> Downsampled:
+    """A backbone on the input area-downsampled to ``crop_size`` (default: half; the input's own size: full resolution)."""
+    size = crop_size if crop_size is not None else (max(1, in_shape[1] // 2), max(1, in_shape[2] // 2))
     return Downsampled(in_shape, num_classes, size=size, backbone=backbone, backbone_options=backbone_options)
-
-
-@MODELS.register(name="full-cnn")
-def full_cnn(in_shape, num_classes, transform=None, downsample=False, transform_options=None, *,
-             backbone="resnet", backbone_options=None) -> Downsampled:
-    """A backbone on the full-resolution input (the control at full cost)."""
-    return Downsampled(in_shape, num_classes, size=None, backbone=backbone, backbone_options=backbone_options)
