@@ -5,9 +5,11 @@ Each sample is a ``canvas x canvas`` image (default 96x96) holding two ``28 x 28
 Fashion-MNIST), one at a uniformly random whole-pixel position in the left half, one in the right
 half (so they never overlap: well separated), over ``patches`` clutter patches of
 ``patch_size x patch_size`` pixels cut from other digits at random positions. Overlaps keep the
-brighter pixel. The label is the sum of the two digit labels (``0..18``, 19 classes), so the class
-depends on both glyphs (an additive rule that a linear classifier on concatenated part features
-can read).
+brighter pixel. The label depends on both glyphs: the left digit's label, plus 10 when the right
+digit's label is 5 or more (20 classes). It is additive in the two parts (a linear classifier on
+concatenated part features can read it), and unlike the sum of the two digits (MNIST addition, 19
+classes) each label names the left digit directly, so a small CPU budget learns it: with the sum,
+every model of the comparison stayed at chance (90% error) after 2 epochs of 3,000 canvases.
 
 Every random draw of an epoch comes from one generator seeded by ``(seed, epoch)``, drawn in a fixed
 order for all samples, so sample ``j``'s draw is a function of ``(seed, epoch, j)`` whatever the batch
@@ -40,7 +42,7 @@ class GlyphPairs:
         test_seed: Seed of the fixed test draw. digits: Already loaded :class:`Digits`.
     """
 
-    num_classes = 19
+    num_classes = 20
     channels = 1
 
     def __init__(self, split: str = "train", name: str = "mnist", data_dir: str | None = None,
@@ -91,7 +93,8 @@ class GlyphPairs:
             pieces = src.gather(2, rows.expand(*rows.shape[:2], s, GLYPH)).gather(3, cols.expand(*cols.shape[:2], s, s))
             self._paste(canvas, pieces, draw["at"][..., 0], draw["at"][..., 1])  # (n, P, s, s)
         self._paste(canvas, self.images[draw["glyphs"]], draw["y"], draw["x"])  # (n, 2, 28, 28)
-        labels = self.digits.labels[draw["glyphs"]].sum(1)  # (n,): left + right
+        pair = self.digits.labels[draw["glyphs"]]  # (n, 2): left, right digit labels
+        labels = pair[:, 0] + 10 * (pair[:, 1] >= 5).long()  # (n,)
         return canvas.view(n, 1, self.canvas, self.canvas), labels
 
     def _paste(self, canvas: Tensor, pieces: Tensor, top: Tensor, left: Tensor) -> None:
