@@ -4,7 +4,7 @@ The pipeline is ``theta -> grid -> sample``:
 
 * :mod:`stnkit.transforms`: transform families (registry), each ``theta -> grid``;
 * :func:`stnkit.sample`: the sampler (``grid -> output``);
-* :func:`stnkit.warp`: both in one call;
+* :func:`stnkit.warp`: both in one call; :func:`stnkit.warp_heads`: K warps of one uncopied input;
 * :class:`stnkit.SpatialTransformer`: localisation net + family + sampler as an ``nn.Module``;
 * :class:`stnkit.IterativeSpatialTransformer`: the same net applied K times, warps composed (IC-STN).
 
@@ -14,7 +14,7 @@ The coordinate convention is defined once, in :mod:`stnkit.coords`.
 from __future__ import annotations
 
 from . import coords, errors, fastpath, fields, transforms
-from .functional import warp
+from .functional import warp, warp_heads
 from .iterative import IterativeSpatialTransformer
 from .localisation import LocalisationNet, conv_localisation, fc_localisation
 from .module import SpatialTransformer
@@ -35,5 +35,6 @@ __all__ = [
     "sample",
     "transforms",
     "warp",
+    "warp_heads",
     "__version__",
 ]

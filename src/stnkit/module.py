@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from ._validate import check_bool, check_choice, check_positive_int, check_size, check_tensor
 from .errors import torchscript_unsupported
-from .functional import warp
+from .functional import warp, warp_heads
 from .sampling import Fill, check_sampling_options, check_volume_options
 from .transforms import Transform, get
 
@@ -22,7 +22,8 @@ class SpatialTransformer(nn.Module):
 
     The localisation net maps the input to a feature vector; a regression layer appended here
     (zero weights, bias = the family's identity) turns it into ``theta`` for each of ``heads``
-    parallel transformers; each warps the whole input. A new transformer is exactly the identity.
+    parallel transformers; each warps the whole input (all heads read the one uncopied input, see
+    :func:`stnkit.warp_heads`). A new transformer is exactly the identity.
 
     Args:
         localisation: Any module mapping ``(N, C, H, W)`` to ``(N, F)`` features, e.g. from
@@ -126,13 +127,7 @@ class SpatialTransformer(nn.Module):
             raise ValueError(f"source: batch size {src.shape[0]} does not match x's {x.shape[0]}")
         n, h, p = x.shape[0], self.heads, self.transform.num_params
         theta = self.predict(x)  # (N*heads, P)
-        if h > 1:
-            src = src.unsqueeze(1).expand(n, h, *src.shape[1:]).reshape(n * h, *src.shape[1:])  # (N*heads, C, ...)
-        out = warp(
-            src,
-            theta,
-            self.transform,
-            self.output_size or tuple(src.shape[2:]),
+        options = dict(
             mode=self.mode,
             padding=self.padding,
             fill=self.fill,
@@ -140,8 +135,11 @@ class SpatialTransformer(nn.Module):
             antialias=self.antialias,
             check_finite=self.check_finite,
         )
-        if h > 1:
-            out = out.view(n, h, *out.shape[1:])  # (N, heads, C, ...)
+        size = self.output_size or tuple(src.shape[2:])
+        if h == 1:
+            out = warp(src, theta, self.transform, size, **options)
+        else:  # every head reads the one uncopied source (one stacked grid), see stnkit.warp_heads
+            out = warp_heads(src, theta.view(n, h, p), self.transform, size, **options)  # (N, heads, C, ...)
             if self.head_output == "channels":
                 out = out.flatten(1, 2)  # (N, heads*C, ...)
             theta = theta.view(n, h, p)

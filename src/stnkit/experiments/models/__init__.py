@@ -1,10 +1,10 @@
-"""Model registry: the paper's FCN, CNN, ST-FCN, ST-CNN and 2xST models.
+"""Model registry: the paper's FCN, CNN, ST-FCN, ST-CNN and 2xST models, and parallel attention.
 
 Example:
     >>> import torch
     >>> from stnkit.experiments.models import create_model, list_models
     >>> list_models()
-    ['2xst-cnn', '2xst-fcn', 'cnn', 'coloc-st', 'fcn', 'ic-st-cnn', 'reg-unet', 'st-cnn', 'st-fcn']
+    ['2xattn-cnn', '2xst-cnn', '2xst-fcn', '4xattn-cnn', 'cnn', 'coloc-st', 'down-cnn', 'fcn', 'ic-st-cnn', 'reg-unet', 'st-cnn', 'st-fcn']
     >>> model = create_model("st-cnn", in_shape=(1, 42, 42), num_classes=10, downsample=True)
     >>> model(torch.rand(2, 1, 42, 42)).shape
     torch.Size([2, 10])
@@ -22,7 +22,8 @@ from torch import nn
 
 from ..._validate import check_positive_int
 from ...transforms import list_transforms
-from . import coloc, icstn, registration, zoo  # noqa: F401  (register the paper's models, coloc-st, ic-st-cnn, reg-unet)
+from . import attention, backbones, coloc, icstn, registration, zoo  # noqa: F401  (register the models:
+# the paper's, parallel attention + controls, coloc-st, ic-st-cnn, reg-unet; resnet/torchvision/timm backbones)
 from .network import BACKBONES, MODELS, TransformerClassifier, conv_classifier, fc_classifier
 
 _REGISTRY = MODELS
@@ -35,7 +36,7 @@ def register_model(obj: Any = None, *, name: str | None = None) -> Any:
 
 
 def list_backbones() -> list[str]:
-    """Names of the registered classifier backbones (``fcn``, ``cnn``)."""
+    """Names of the registered backbones (``cnn``, ``fcn``, ``resnet``, ``timm``, ``torchvision``)."""
     return BACKBONES.names()
 
 
