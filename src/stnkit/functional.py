@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -89,6 +90,7 @@ def warp(
         grid = warp_grid(family, theta.to(work), size, align_corners)  # fast path: see stnkit._fast_warp
         scale = None
         if antialias and isinstance(family, MatrixTransform) and not family.projective:  # one Jacobian per sample
-            scale = matrix_scale(family.matrix(theta.to(work))[:, :2, :2], tuple(input.shape[2:]), size, align_corners)
+            in_hw, out_hw = (input.shape[2], input.shape[3]), cast("tuple[int, int]", size)  # 2-D: (H, W)
+            scale = matrix_scale(family.matrix(theta.to(work))[:, :2, :2], in_hw, out_hw, align_corners)
         out = _sample(input, grid, mode, padding, fill, align_corners, antialias, scale)  # in work, back to input.dtype
     return out.to(input.dtype)

@@ -58,6 +58,8 @@ class SpatialTransformer(nn.Module):
         True
     """
 
+    identity: Tensor  # registered buffer, (heads * num_params,)
+
     def __init__(
         self,
         localisation: nn.Module,
@@ -128,11 +130,21 @@ class SpatialTransformer(nn.Module):
         theta = self.predict(x)  # (N*heads, P)
         if h > 1:
             src = src.unsqueeze(1).expand(n, h, *src.shape[1:]).reshape(n * h, *src.shape[1:])  # (N*heads, C, ...)
-        out = warp(
-            src,
+        out = self._warp(src, theta, self.output_size or tuple(src.shape[2:]))
+        if h > 1:
+            out = out.view(n, h, *out.shape[1:])  # (N, heads, C, ...)
+            if self.head_output == "channels":
+                out = out.flatten(1, 2)  # (N, heads*C, ...)
+            theta = theta.view(n, h, p)
+        return (out, theta) if return_theta else out
+
+    def _warp(self, source: Tensor, theta: Tensor, size: Sequence[int]) -> Tensor:
+        """:func:`stnkit.warp` of ``source`` by ``theta`` to ``size`` with this layer's sampling options."""
+        return warp(
+            source,
             theta,
             self.transform,
-            self.output_size or tuple(src.shape[2:]),
+            size,
             mode=self.mode,
             padding=self.padding,
             fill=self.fill,
@@ -140,12 +152,6 @@ class SpatialTransformer(nn.Module):
             antialias=self.antialias,
             check_finite=self.check_finite,
         )
-        if h > 1:
-            out = out.view(n, h, *out.shape[1:])  # (N, heads, C, ...)
-            if self.head_output == "channels":
-                out = out.flatten(1, 2)  # (N, heads*C, ...)
-            theta = theta.view(n, h, p)
-        return (out, theta) if return_theta else out
 
     def predict(self, x: Tensor) -> Tensor:
         """theta ``(N*heads, P)`` that the localisation net and the regression layer read off ``x``."""
@@ -192,10 +198,12 @@ def _zero_last_layer(localisation: nn.Module) -> None:
             "localisation: regression=False needs a net whose last layer has a weight "
             "(nn.Linear, nn.Conv2d, ...) to start at zero; none found"
         )
+    weight, bias = layers[-1].weight, getattr(layers[-1], "bias", None)
+    assert isinstance(weight, nn.Parameter)  # the layers were chosen for it
     with torch.no_grad():
-        layers[-1].weight.zero_()
-        if isinstance(getattr(layers[-1], "bias", None), nn.Parameter):
-            layers[-1].bias.zero_()
+        weight.zero_()
+        if isinstance(bias, nn.Parameter):
+            bias.zero_()
 
 
 def _infer_features(localisation: nn.Module) -> int:
