@@ -135,7 +135,7 @@ def antialiased_sample(
         ``(N, C, H', W')``; exactly ``F.grid_sample``'s output where no pixel shrinks by more than 2x.
     """
     if scale is None:
-        scale = local_scale(grid, tuple(input.shape[2:]), align_corners)
+        scale = local_scale(grid, (input.shape[2], input.shape[3]), align_corners)  # input (N, C, H, W)
     deepest = max(1, math.ceil(math.log2(max(input.shape[2:]))))  # 1x1 is the last useful level
     level = levels_of(scale).clamp_max(float(deepest))  # (N,) or (N, H', W')
     level = level.view(-1, 1, 1, 1) if level.dim() == 1 else level.unsqueeze(1)  # (N, 1, 1 or H', 1 or W')
@@ -156,4 +156,5 @@ def antialiased_sample(
         weight = (1 - (level - k).abs()).clamp_min(0.0)  # tent over levels
         term = weight * grid_sample(images[k], grid, mode, padding, align_corners)
         out = term if out is None else out + term
+    assert out is not None  # high >= low + 2: the loop ran
     return out

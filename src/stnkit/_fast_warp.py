@@ -24,7 +24,7 @@ reference path switched on with :mod:`stnkit.fastpath`), :func:`warp_grid` retur
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeGuard, cast
 
 import torch
 from torch import Tensor
@@ -95,13 +95,13 @@ class _PlanarProjectiveGrid(torch.autograd.Function):
         inv = w.reciprocal_().unsqueeze(1)  # (N, 1, H, W), in the w plane
         hom[:, :2].mul_(inv)  # the grid, in the x, y planes
         grid = hom[:, :2].permute(0, 2, 3, 1)  # (N, H, W, 2) view
-        small = small if clamped else None
+        mask = small if clamped else None
         ctx.mark_non_differentiable(inv)
-        if small is not None:
-            ctx.mark_non_differentiable(small)
-        ctx.save_for_backward(m, xt, yt, grid, inv, small)
+        if mask is not None:
+            ctx.mark_non_differentiable(mask)
+        ctx.save_for_backward(m, xt, yt, grid, inv, mask)
         ctx.set_materialize_grads(False)
-        return grid, inv, small
+        return grid, inv, mask
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor, _inv: Any, _small: Any) -> tuple[Tensor | None, None, None]:
@@ -136,7 +136,7 @@ def _projective_planes(m: Tensor, xt: Tensor, yt: Tensor) -> Tensor:
     return hom[:, :2] / w
 
 
-def _applies(family: Transform, theta: Tensor) -> bool:
+def _applies(family: Transform, theta: Tensor) -> TypeGuard[MatrixTransform]:
     # The planar functions use the classic ``forward(ctx, ...)`` form (about 45 us less Python per
     # call than ``setup_context``), which torch.func transforms (vmap, grad) do not accept: those,
     # like torch.compile, get ``family.grid`` (whose function supports them).
@@ -175,7 +175,7 @@ def warp_grid(family: Transform, theta: Tensor, size: Sequence[int], align_corne
         return family.grid(theta, size, align_corners)
     size = family._check_size(size)
     rows = family._rows(theta)  # (N, 2, 3), or (N, 3, 3) for projective
-    xt, yt = _axes(size, align_corners, theta.dtype, theta.device)
+    xt, yt = _axes(cast("tuple[int, int]", size), align_corners, theta.dtype, theta.device)  # 2-D: (H, W)
     if family.projective:
         return _PlanarProjectiveGrid.apply(rows, xt, yt)[0]
     return _PlanarAffineGrid.apply(rows, xt, yt)

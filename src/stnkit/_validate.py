@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Iterable, Sequence
+from typing import SupportsIndex, cast
 
 import torch
 from torch import Tensor
@@ -81,7 +82,7 @@ def _is_int(value: object) -> bool:
     if isinstance(value, bool) or (isinstance(value, Tensor) and value.is_floating_point()):
         return False
     try:
-        operator.index(value)
+        operator.index(cast(SupportsIndex, value))  # TypeError is the answer for non-ints
     except TypeError:
         return False
     return True

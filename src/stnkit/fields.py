@@ -68,7 +68,7 @@ def check_field(name: str, field: object, ndim: int | None = None, *, finite: bo
     """
     ranks = (ndim + 2,) if ndim else (4, 5)
     shape = {4: "(N, 2, h, w)", 5: "(N, 3, d, h, w)"}
-    check_tensor(name, field, ndim=ranks, shape=" or ".join(shape[r] for r in ranks), floating=True)
+    field = check_tensor(name, field, ndim=ranks, shape=" or ".join(shape[r] for r in ranks), floating=True)
     d = field.dim() - 2
     if field.shape[1] != d:
         raise ValueError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -111,7 +112,8 @@ def warp(
         grid = warp_grid(family, theta.to(work), size, align_corners)  # fast path: see stnkit._fast_warp
         scale = None
         if antialias and isinstance(family, MatrixTransform) and not family.projective:  # one Jacobian per sample
-            scale = matrix_scale(family.matrix(theta.to(work))[:, :2, :2], tuple(input.shape[2:]), size, align_corners)
+            in_hw, out_hw = (input.shape[2], input.shape[3]), cast("tuple[int, int]", size)  # 2-D: (H, W)
+            scale = matrix_scale(family.matrix(theta.to(work))[:, :2, :2], in_hw, out_hw, align_corners)
         out = _sample(input, grid, mode, padding, fill, align_corners, antialias, scale)  # in work, back to input.dtype
     return out.to(input.dtype)
 
@@ -171,13 +173,12 @@ def warp_heads(
         grid = warp_grid(family, flat.to(work), size, align_corners)  # (N*K, *size, ndim)
         scale = None
         if antialias:  # per head, on its own grid, then laid out like the stacked grid
+            in_hw, out_hw = (input.shape[2], input.shape[3]), cast("tuple[int, int]", size)  # 2-D: (H, W)
             if isinstance(family, MatrixTransform) and not family.projective:
-                scale = matrix_scale(
-                    family.matrix(flat.to(work))[:, :2, :2], tuple(input.shape[2:]), size, align_corners
-                )
+                scale = matrix_scale(family.matrix(flat.to(work))[:, :2, :2], in_hw, out_hw, align_corners)
                 scale = scale.view(n * k, 1, 1).expand(n * k, *size)  # (N*K, H', W')
             else:
-                scale = local_scale(grid, tuple(input.shape[2:]), align_corners)  # (N*K, H', W')
+                scale = local_scale(grid, in_hw, align_corners)  # (N*K, H', W')
             scale = scale.reshape(n, k * size[0], *size[1:])  # (N, K*H', W')
         # Stack the heads along the first output axis, keeping the coordinate planes contiguous (the
         # sampler's fast layout, see stnkit._fast_warp): (N*K, nd, *size) -> (N, nd, K*size[0], ...).

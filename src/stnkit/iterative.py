@@ -9,7 +9,6 @@ import torch
 from torch import Tensor, nn
 
 from ._validate import check_bool, check_positive_int, check_tensor
-from .functional import warp
 from .module import SpatialTransformer
 from .sampling import Fill
 from .transforms import MatrixTransform, Transform, get, list_transforms
@@ -47,6 +46,8 @@ class IterativeSpatialTransformer(SpatialTransformer):
         >>> tuple(thetas.shape)
         (2, 3, 6)
     """
+
+    transform: MatrixTransform  # checked in __init__
 
     def __init__(
         self,
@@ -86,11 +87,13 @@ class IterativeSpatialTransformer(SpatialTransformer):
             )
         self.steps = check_positive_int("steps", steps)
 
-    def forward(
+    # Not a drop-in override, by design: the second positional argument is ``return_thetas`` (not
+    # ``source``) and the result can hold three tensors.
+    def forward(  # type: ignore[override]
         self,
         x: Tensor,
         return_thetas: bool = False,
-        *,  # type: ignore[override]
+        *,
         return_theta: bool = False,
     ) -> Tensor | tuple[Tensor, ...]:
         """Warps ``x`` by the composition of ``steps`` updates read off ``x`` warped so far.
@@ -110,22 +113,14 @@ class IterativeSpatialTransformer(SpatialTransformer):
         check_tensor("x", x, ndim=rank, shape="(N, C, H, W)" if rank == 4 else "(N, C, D, H, W)", floating=True)
         check_bool("return_thetas", return_thetas)
         check_bool("return_theta", return_theta)
-        options = dict(
-            mode=self.mode,
-            padding=self.padding,
-            fill=self.fill,
-            align_corners=self.align_corners,
-            antialias=self.antialias,
-            check_finite=self.check_finite,
-        )
         theta = self.predict(x)  # (N, P): step 1 reads the input itself
         thetas = [theta]
         for _ in range(self.steps - 1):
-            current = warp(x, theta, self.transform, tuple(x.shape[2:]), **options)  # the ORIGINAL input, warped
+            current = self._warp(x, theta, tuple(x.shape[2:]))  # the ORIGINAL input, warped
             theta = self.transform.compose(theta, self.predict(current))  # (N, P): M_theta @ M_update
             thetas.append(theta)
-        out = warp(x, theta, self.transform, self.output_size or tuple(x.shape[2:]), **options)
-        extra = (theta,) if return_theta else ()  # (N, P)
+        out = self._warp(x, theta, self.output_size or tuple(x.shape[2:]))
+        extra: tuple[Tensor, ...] = (theta,) if return_theta else ()  # (N, P)
         extra += (torch.stack(thetas, dim=1),) if return_thetas else ()  # (N, K, P)
         return (out, *extra) if extra else out
 

@@ -59,6 +59,8 @@ class SpatialTransformer(nn.Module):
         True
     """
 
+    identity: Tensor  # registered buffer, (heads * num_params,)
+
     def __init__(
         self,
         localisation: nn.Module,
@@ -127,7 +129,24 @@ class SpatialTransformer(nn.Module):
             raise ValueError(f"source: batch size {src.shape[0]} does not match x's {x.shape[0]}")
         n, h, p = x.shape[0], self.heads, self.transform.num_params
         theta = self.predict(x)  # (N*heads, P)
-        options = dict(
+        size = self.output_size or tuple(src.shape[2:])
+        if h == 1:
+            out = self._warp(src, theta, size)
+        else:  # every head reads the one uncopied source (one stacked grid), see stnkit.warp_heads
+            out = self._warp(src, theta.view(n, h, p), size, heads=True)  # (N, heads, C, ...)
+            if self.head_output == "channels":
+                out = out.flatten(1, 2)  # (N, heads*C, ...)
+            theta = theta.view(n, h, p)
+        return (out, theta) if return_theta else out
+
+    def _warp(self, source: Tensor, theta: Tensor, size: Sequence[int], heads: bool = False) -> Tensor:
+        """:func:`stnkit.warp` (``heads``: :func:`stnkit.warp_heads`, theta ``(N, K, P)``) of ``source`` by
+        ``theta`` to ``size`` with this layer's sampling options."""
+        return (warp_heads if heads else warp)(
+            source,
+            theta,
+            self.transform,
+            size,
             mode=self.mode,
             padding=self.padding,
             fill=self.fill,
@@ -135,15 +154,6 @@ class SpatialTransformer(nn.Module):
             antialias=self.antialias,
             check_finite=self.check_finite,
         )
-        size = self.output_size or tuple(src.shape[2:])
-        if h == 1:
-            out = warp(src, theta, self.transform, size, **options)
-        else:  # every head reads the one uncopied source (one stacked grid), see stnkit.warp_heads
-            out = warp_heads(src, theta.view(n, h, p), self.transform, size, **options)  # (N, heads, C, ...)
-            if self.head_output == "channels":
-                out = out.flatten(1, 2)  # (N, heads*C, ...)
-            theta = theta.view(n, h, p)
-        return (out, theta) if return_theta else out
 
     def predict(self, x: Tensor) -> Tensor:
         """theta ``(N*heads, P)`` that the localisation net and the regression layer read off ``x``."""
@@ -190,10 +200,12 @@ def _zero_last_layer(localisation: nn.Module) -> None:
             "localisation: regression=False needs a net whose last layer has a weight "
             "(nn.Linear, nn.Conv2d, ...) to start at zero; none found"
         )
+    weight, bias = layers[-1].weight, getattr(layers[-1], "bias", None)
+    assert isinstance(weight, nn.Parameter)  # the layers were chosen for it
     with torch.no_grad():
-        layers[-1].weight.zero_()
-        if isinstance(getattr(layers[-1], "bias", None), nn.Parameter):
-            layers[-1].bias.zero_()
+        weight.zero_()
+        if isinstance(bias, nn.Parameter):
+            bias.zero_()
 
 
 def _infer_features(localisation: nn.Module) -> int:
