@@ -22,7 +22,7 @@ from torch import nn
 
 from ..._validate import check_positive_int
 from ...transforms import list_transforms
-from . import zoo  # noqa: F401  (registers the paper's models)
+from . import multidigit, zoo  # noqa: F401  (register the paper's models)
 from .network import BACKBONES, MODELS, TransformerClassifier, conv_classifier, fc_classifier
 
 _REGISTRY = MODELS
@@ -90,7 +90,7 @@ def create_model(
         raise ValueError(f"transform: expected one of {', '.join(list_transforms())}; got {transform!r}")
     accepted = [p for p in inspect.signature(factory).parameters
                 if p not in ("in_shape", "num_classes", "transform", "downsample", "transform_options", "options")]
-    if name.startswith(("st-", "2xst-")):
+    if name.startswith(("st-", "2xst-")) and factory.__module__ == zoo.__name__:
         accepted = ["hidden"] if name.endswith("fcn") else ["channels"]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
