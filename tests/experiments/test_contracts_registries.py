@@ -25,12 +25,17 @@ def test_distortion_contract(name):
                         out_dtype=torch.float32))
 
 
+# Models for other inputs: (in_shape, num_classes, options); default (1, 28, 28), 10 classes.
+SETUPS = {name: ((1, 32, 32), 11, {"width": 0.0625}) for name in ("multidigit-cnn", "st-cnn-single", "st-cnn-multi")}
+
+
 @pytest.mark.parametrize("name", list_models())
 @pytest.mark.parametrize("transform", ["affine", "tps"])
 def test_model_contract(name, transform):
     if transform != "affine" and "st" not in name:
         pytest.skip("models without transformers have no family")
     torch.manual_seed(0)  # the models' default init draws from the global generator
-    model = create_model(name, in_shape=(1, 28, 28), num_classes=10, transform=transform).double().eval()
+    in_shape, classes, options = SETUPS.get(name, ((1, 28, 28), 10, {}))
+    model = create_model(name, in_shape=in_shape, num_classes=classes, transform=transform, **options).double().eval()
     check_contract(Case(f"model {name} ({transform})", model, lambda m, x: m(x),
-                        lambda g: (torch.rand(3, 1, 28, 28, generator=g, dtype=torch.float64),)))
+                        lambda g: (torch.rand(3, *in_shape, generator=g, dtype=torch.float64),)))

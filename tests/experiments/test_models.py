@@ -22,7 +22,7 @@ def _conv(c: int, o: int, k: int) -> int:
 
 
 def test_registry_lists_the_papers_models():
-    assert list_models() == sorted(N_ST)
+    assert set(N_ST) <= set(list_models())  # other experiments register theirs (tests of their own)
 
 
 @pytest.mark.parametrize("name", sorted(N_ST))

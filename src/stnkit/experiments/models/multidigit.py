@@ -113,7 +113,7 @@ class MultiDigitNet(nn.Module):
                 x, theta = st(x, return_theta=True)
                 thetas.append(theta)
             x = conv(x)
-        logits = self.heads(self.fc(x)).view(x.shape[0], -1, CLASSES)  # (N, rows, 11)
+        logits = self.heads(self.fc(x)).view(x.shape[0], self.positions + int(self.length_head), CLASSES)  # (N, rows, 11)
         return (logits, thetas) if return_thetas else logits
 
 
