@@ -20,7 +20,7 @@ then "more"; see :mod:`stnkit.experiments.tasks.sequences`). ``width`` multiplie
 unit count of the conv/FC stack (not the localisation nets), so the same architecture trains on a
 CPU; the paper's widths are ``width=1``. Dropout (``dropout``, paper 0.5) acts on every layer but the
 first conv and the localisation nets. Feature maps keep the normalised frame through the network
-("same" convs, even sizes halved), so each series ST's theta is in the same [-1, 1] frame as the
+("same" convs, even sizes halved; approximately for odd sizes such as 54 -> 27 -> 13), so each series ST's theta is in the same [-1, 1] frame as the
 input's (see :func:`stnkit.experiments.viz.series_regions`).
 """
 
@@ -51,7 +51,8 @@ class MultiDigitNet(nn.Module):
     """Eight conv layers -> FC layers -> ``positions`` 11-way heads, with STs in series (optional).
 
     Args:
-        in_shape: ``(C, H, W)``; H and W must be divisible by 16 (four 2x pools), e.g. 64, 128, 48.
+        in_shape: ``(C, H, W)``, H and W at least 16 (four 2x pools): 64 or 128 (MNIST sequences), 54
+            or 108 (SVHN crops).
         positions: Number of digit heads (paper: 5).
         width: Multiplier of every conv filter and FC unit count.
         fc_layers: Fully connected hidden layers of 3072 * width units (3: our reading of layer 11).
@@ -69,8 +70,8 @@ class MultiDigitNet(nn.Module):
                  transformers: dict[int, SpatialTransformer] | None = None) -> None:
         super().__init__()
         c, h, w = (check_positive_int("in_shape", s) for s in in_shape)
-        if h % 16 or w % 16:
-            raise ValueError(f"in_shape: expected H and W divisible by 16 (four 2x pools), got {tuple(in_shape)}")
+        if h < 16 or w < 16:
+            raise ValueError(f"in_shape: expected H and W of at least 16 (four 2x pools), got {tuple(in_shape)}")
         if not 0 < width <= 16:
             raise ValueError(f"width: expected a multiplier in (0, 16], got {width!r}")
         self.in_shape = (c, h, w)
@@ -86,8 +87,10 @@ class MultiDigitNet(nn.Module):
                 layers.append(nn.Dropout(dropout))
             self.convs.append(nn.Sequential(*layers))
             c = out_c
-        features = c * (h // 16) * (w // 16)
-        fc: list[nn.Module] = [nn.Flatten()]  # (N, c * h/16 * w/16)
+        for _ in POOLED:
+            h, w = h // 2, w // 2
+        features = c * h * w
+        fc: list[nn.Module] = [nn.Flatten()]  # (N, c * h * w) after four 2x pools
         for _ in range(check_positive_int("fc_layers", fc_layers)):
             units = _scaled(3072, width)
             fc += [nn.Linear(features, units), nn.ReLU(inplace=True)] + ([nn.Dropout(dropout)] if dropout > 0 else [])
