@@ -149,7 +149,11 @@ def preprocess_archive(archive: str | Path, split: str, size: int = 64) -> tuple
                 if label is None:
                     dropped += 1
                     continue
-                crop = image.resize((size, size), Image.BILINEAR, box=crop_box(boxes, size))
+                x0, y0, x1, y1 = crop_box(boxes, size)
+                outer = (int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)), int(np.ceil(y1)))
+                region = image.crop(outer)  # zero beyond the image's borders
+                crop = region.resize((size, size), Image.BILINEAR,
+                                     box=(x0 - outer[0], y0 - outer[1], x1 - outer[0], y1 - outer[1]))
                 images.append(np.asarray(crop, dtype=np.uint8).transpose(2, 0, 1))  # (3, size, size)
                 labels.append(label)
     except (tarfile.TarError, EOFError, OSError) as err:
@@ -174,7 +178,8 @@ def load_svhn(split: str, size: int = 64, data_dir: str | Path | None = None,
         FileNotFoundError: no archive and ``download`` is off (the message says how to get it).
     """
     check_choice("split", split, SVHN_SPLITS)
-    check_choice("size", size, (64, 128))
+    if size not in (64, 128) or isinstance(size, bool):
+        raise ValueError(f"size: expected 64 or 128 (the paper's crops), got {size!r}")
     folder = Path(data_dir) if data_dir is not None else cache_dir() / "svhn"
     images_path, labels_path = (folder / f"{split}-{size}-{what}.npy" for what in ("images", "labels"))
     if not (images_path.exists() and labels_path.exists()):
