@@ -206,3 +206,34 @@ def test_tiny_training_run(name, data_dir, tmp_path):
     row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
     assert 0 <= row["test_error"] <= 100 and math.isfinite(row["train_loss"])
     assert {f"test_acc_{k}" for k in range(1, 6)} <= set(row)
+
+
+# -- show: the series' regions mapped back onto the input -------------------------------------------
+def test_series_regions_map_back_through_the_transformers_before():
+    from stnkit.experiments.viz.views import apply_transformers
+
+    torch.manual_seed(0)
+    model = create_model("st-cnn-multi", in_shape=(1, 32, 32), num_classes=11, **TINY).eval()
+    thetas = ([0.5, 0, 0, 0, 0.5, 0], [1, 0, 0.25, 0, 1, -0.5], [1, 0, 0, 0, 1, 0], [0.5, 0, 0, 0, 0.5, 0])
+    for st, theta in zip(model.spatial_transformers, thetas):
+        with torch.no_grad():
+            st.regression.weight.zero_()
+            st.regression.bias.copy_(torch.tensor(theta, dtype=torch.float32))
+    # By hand: ST 2's output corner (-1, -1) reads (-1, -1) + (0.25, -0.5) in ST 1's frame, which reads
+    # half of that in the image: (-0.375, -0.75) -> pixels ((x + 1) * 32 - 1) / 2 = (9.5, 3.5).
+    # ST 4: (-1, -1) -> 0.5 (-1, -1) -> ST 3 (identity) -> + (0.25, -0.5) -> half of that.
+    image = torch.zeros(1, 1, 32, 32)
+    views = apply_transformers(model, image, outline="edges")
+    assert [v.label for v in views] == ["ST 1", "ST 2", "ST 3", "ST 4"]
+    torch.testing.assert_close(views[1].region.corners[0, 0], torch.tensor([9.5, 3.5]))
+    p4 = 0.5 * (torch.tensor([-0.5, -0.5]) + torch.tensor([0.25, -0.5]))  # ST 4 -> ST 3 (id) -> ST 2 -> ST 1
+    torch.testing.assert_close(views[3].region.corners[0, 0], ((p4 + 1) * 32 - 1) / 2)
+    # A dot placed at a drawn corner (pixel centres) lands in that corner of what the ST reads.
+    centres = apply_transformers(model, image, outline="centres")
+    for view in centres[1:]:
+        x, y = view.region.corners[0, 0].round().long().tolist()
+        dotted = torch.zeros(1, 1, 32, 32)
+        dotted[0, 0, y, x] = 1.0
+        seen = [v for v in apply_transformers(model, dotted, outline="centres") if v.label == view.label][0].output
+        row, col = divmod(int(seen[0, 0].argmax()), 32)
+        assert row <= 2 and col <= 2, (view.label, row, col)

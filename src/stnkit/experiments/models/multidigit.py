@@ -58,6 +58,7 @@ class MultiDigitNet(nn.Module):
         fc_layers: Fully connected hidden layers of 3072 * width units (3: our reading of layer 11).
         dropout: Dropout probability (not after conv 1).
         length_head: Add Goodfellow's length head (an extra output row).
+        batch_norm: Batch norm after each conv (not the paper's; the CPU recipe's, it trains faster).
         transformers: ``{conv layer index: SpatialTransformer}`` applied to that layer's input.
 
     Shape:
@@ -65,8 +66,11 @@ class MultiDigitNet(nn.Module):
         - output: ``(N, positions (+1), 11)`` logits.
     """
 
+    #: The transformers sit one after another (``stnkit show`` maps their regions back, viz/series.py).
+    transformers_in_series = True
+
     def __init__(self, in_shape: Sequence[int], positions: int = 5, width: float = 1.0, fc_layers: int = 3,
-                 dropout: float = 0.5, length_head: bool = False,
+                 dropout: float = 0.5, length_head: bool = False, batch_norm: bool = False,
                  transformers: dict[int, SpatialTransformer] | None = None) -> None:
         super().__init__()
         c, h, w = (check_positive_int("in_shape", s) for s in in_shape)
@@ -80,7 +84,8 @@ class MultiDigitNet(nn.Module):
         self.convs = nn.ModuleList()
         for i, out_c in enumerate(CONV_CHANNELS):
             out_c = _scaled(out_c, width)
-            layers: list[nn.Module] = [nn.Conv2d(c, out_c, 5, padding=2), nn.ReLU(inplace=True)]
+            layers: list[nn.Module] = [nn.Conv2d(c, out_c, 5, padding=2)]
+            layers += [nn.BatchNorm2d(out_c), nn.ReLU(inplace=True)] if batch_norm else [nn.ReLU(inplace=True)]
             if i in POOLED:
                 layers.append(nn.MaxPool2d(2))
             if i > 0 and dropout > 0:
@@ -120,39 +125,40 @@ class MultiDigitNet(nn.Module):
         return (logits, thetas) if return_thetas else logits
 
 
-def _options(in_shape, num_classes, positions, width, fc_layers, dropout, length_head) -> dict:
+def _options(in_shape, num_classes, positions, width, fc_layers, dropout, length_head, batch_norm) -> dict:
     if num_classes != CLASSES:
         raise ValueError(f"num_classes: multi-digit models have {CLASSES} classes per position (0-9, none), "
                          f"got {num_classes}")
-    return dict(positions=positions, width=width, fc_layers=fc_layers, dropout=dropout, length_head=length_head)
+    return dict(positions=positions, width=width, fc_layers=fc_layers, dropout=dropout, length_head=length_head,
+                batch_norm=batch_norm)
 
 
 @MODELS.register(name="multidigit-cnn")
 def multidigit_cnn(in_shape, num_classes=CLASSES, transform=None, downsample=False, transform_options=None,
                    positions: int = 5, width: float = 1.0, fc_layers: int = 3, dropout: float = 0.5,
-                   length_head: bool = False) -> MultiDigitNet:
+                   length_head: bool = False, batch_norm: bool = False) -> MultiDigitNet:
     """Goodfellow et al.'s multi-digit CNN (8 conv + 3 FC, five 11-way heads). Options: ``width``,
-    ``positions``, ``fc_layers``, ``dropout``, ``length_head``."""
+    ``positions``, ``fc_layers``, ``dropout``, ``length_head``, ``batch_norm``."""
     return MultiDigitNet(in_shape, **_options(in_shape, num_classes, positions, width, fc_layers, dropout,
-                                              length_head))
+                                              length_head, batch_norm))
 
 
 @MODELS.register(name="st-cnn-single")
 def st_cnn_single(in_shape, num_classes=CLASSES, transform="affine", downsample=False, transform_options=None,
                   positions: int = 5, width: float = 1.0, fc_layers: int = 3, dropout: float = 0.5,
-                  length_head: bool = False) -> MultiDigitNet:
+                  length_head: bool = False, batch_norm: bool = False) -> MultiDigitNet:
     """An ST at the input (conv localisation) -> the multi-digit CNN. Options as ``multidigit-cnn``."""
     body = conv_localisation(in_shape, channels=(32, 32), kernel_size=5, hidden=32, downsample=1)
     loc = LocalisationNet(*body, nn.Linear(32, 32), nn.ReLU(inplace=True), out_features=32)
     st = SpatialTransformer(loc, transform, transform_options=transform_options)
     return MultiDigitNet(in_shape, transformers={0: st}, **_options(in_shape, num_classes, positions, width,
-                                                                    fc_layers, dropout, length_head))
+                                                                    fc_layers, dropout, length_head, batch_norm))
 
 
 @MODELS.register(name="st-cnn-multi")
 def st_cnn_multi(in_shape, num_classes=CLASSES, transform="affine", downsample=False, transform_options=None,
                  positions: int = 5, width: float = 1.0, fc_layers: int = 3, dropout: float = 0.5,
-                 length_head: bool = False) -> MultiDigitNet:
+                 length_head: bool = False, batch_norm: bool = False) -> MultiDigitNet:
     """An ST (FC 32-32 localisation) before each of the first four conv layers, warping the map it
     sits on. Options as ``multidigit-cnn``."""
     c, h, w = in_shape
@@ -163,4 +169,4 @@ def st_cnn_multi(in_shape, num_classes=CLASSES, transform="affine", downsample=F
     sts = {i: SpatialTransformer(fc_localisation(shape, hidden=(32, 32)), transform,
                                  transform_options=transform_options) for i, shape in enumerate(shapes)}
     return MultiDigitNet(in_shape, transformers=sts, **_options(in_shape, num_classes, positions, width,
-                                                                fc_layers, dropout, length_head))
+                                                                fc_layers, dropout, length_head, batch_norm))
