@@ -159,8 +159,9 @@ def st_cnn_single(in_shape, num_classes=CLASSES, transform="affine", downsample=
 def st_cnn_multi(in_shape, num_classes=CLASSES, transform="affine", downsample=False, transform_options=None,
                  positions: int = 5, width: float = 1.0, fc_layers: int = 3, dropout: float = 0.5,
                  length_head: bool = False, batch_norm: bool = False) -> MultiDigitNet:
-    """An ST (FC 32-32 localisation) before each of the first four conv layers, warping the map it
-    sits on. Options as ``multidigit-cnn``."""
+    """An ST (FC 32-32 localisation) before each of conv 1-4 -> the multi-digit CNN (STs in series).
+
+    Each ST warps the map it sits on (the image, then feature maps). Options as ``multidigit-cnn``."""
     c, h, w = in_shape
     shapes = [(c, h, w)]  # input of conv layer i (i = 0..3)
     for i in range(3):

@@ -27,6 +27,7 @@ class Svhn(SequenceTask):
     size: ClassVar[int] = 64
     crop: ClassVar[int] = 54
     paper = {key: values[0] for key, values in TABLE2.items()}
+    paper_data: ClassVar[str] = "SVHN, 64px"
     # The paper's schedule (SGD, lr 0.01 /10 every 80k iterations, batch 128, weight decay 5e-4,
     # dropout 0.5, localisation lr 0.1x), shortened to epochs: 400k iterations are ~200 epochs of train+extra.
     recipe: ClassVar[dict[str, Any]] = {"model": "st-cnn-multi", "optimizer": "sgd", "lr": 0.01, "momentum": 0.9,
@@ -75,3 +76,4 @@ class Svhn128(Svhn):
     size = 128
     crop = 108
     paper = {key: values[1] for key, values in TABLE2.items()}
+    paper_data = "SVHN, 128px"

@@ -25,7 +25,7 @@ TRANSFORM_LABELS = {"affine": "Aff", "projective": "Proj", "tps": "TPS", "attent
                     "similarity": "Sim", "translation": "Trans", "affine3d": "Aff3d"}
 DISTORTION_LABELS = {"none": "none", "r": "R", "rts": "RTS", "p": "P", "e": "E", "t": "T", "tc": "TC",
                      "addition": "Addition", "svhn": "SVHN 64px", "svhn-128": "SVHN 128px",
-                     "mnist-sequences": "MNIST seq. 64px", "mnist-sequences-128": "MNIST seq. 128px"}
+                     "mnist-sequences": "sequences 64px", "mnist-sequences-128": "sequences 128px"}
 
 # The numbers themselves are declared by the tasks (stnkit.experiments.tasks); these are views of them.
 #: Table 1: test error (%) on distorted MNIST.
