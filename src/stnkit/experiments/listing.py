@@ -32,7 +32,8 @@ def print_list(params: bool = False) -> None:
     if setups:
         print("# parameters with an affine ST, per input: " + "; ".join(setups))
     for name in list_models():
-        counts = "".join(f"{_count_parameters(name, *setup):>12,}" for setup in setups.values())
+        counts = "".join(f"{_count_parameters(name, *setup):>12,}" if _accepted(tasks, label, name) else f"{'-':>12}"
+                         for label, setup in setups.items())
         print(f"{name:<10}{counts}  {describe_model(name).split(' Option')[0]}")
     print("\n# transform families (--transform):")
     for name in transforms.list_transforms():
@@ -49,6 +50,11 @@ def _parameter_setups(tasks: dict[str, Any]) -> dict[str, tuple[tuple[int, ...],
     for name, task in tasks.items():
         groups.setdefault((tuple(task.in_shape), task.num_outputs), []).append(name)
     return {f"{'/'.join(names)} {'x'.join(map(str, shape))}": (shape, k) for (shape, k), names in groups.items()}
+
+
+def _accepted(tasks: dict[str, Any], label: str, model: str) -> bool:
+    """Whether a task of the setup ``label`` (``"r/p/e 1x28x28"``) trains ``model``."""
+    return any(tasks[name].accepts(model) for name in label.split(" ")[0].split("/"))
 
 
 def _count_parameters(model: str, in_shape: tuple[int, ...], num_classes: int) -> int:
