@@ -115,6 +115,13 @@ def test_preprocessed_crops_and_labels(tmp_path, caplog):
     assert abs(white.any(0).sum() - 128 / 2.6) <= 2
 
 
+def test_with_the_length_head_a_long_number_is_kept_as_more(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING):
+        _, labels = preprocess_archive(write_archive(tmp_path), "train", 64, keep_long=True)
+    assert "kept as 'more' (length head) 1 number(s) longer than 5 digits (of 5)" in caplog.text
+    assert labels.tolist()[3] == [-100] * 5 and len(labels) == 5
+
+
 def test_cache_is_memory_mapped_and_used_without_the_archive(tmp_path):
     write_archive(tmp_path)
     images, labels = load_svhn("train", 64, tmp_path)

@@ -44,7 +44,7 @@ URL = "http://ufldl.stanford.edu/housenumbers/{split}.tar.gz"
 #: SHA-256 of the archives as published by docTR (mindee/doctr, ``doctr/datasets/svhn.py``).
 SHA256 = {"train": "4b17bb33b6cd8f963493168f80143da956f28ec406cc12f8e5745a9f91a51898",
           "test": "57ac9ceb530e4aa85b55d991be8fc49c695b3d71c6f6a88afea86549efde7fb5"}
-POSITIONS, NONE = 5, 10
+POSITIONS, NONE, IGNORE = 5, 10, -100
 
 
 class SvhnFormatError(ValueError):
@@ -104,16 +104,21 @@ def crop_box(boxes: np.ndarray, size: int) -> tuple[float, float, float, float]:
     return cx - hw, cy - hh, cx + hw, cy + hh
 
 
-def labels_of(boxes: np.ndarray) -> np.ndarray | None:
-    """``(5,)`` labels (10 = none; SVHN's 10 is the digit 0), ``None`` for more than five digits."""
+def labels_of(boxes: np.ndarray, keep_long: bool = False) -> np.ndarray | None:
+    """``(5,)`` labels (10 = none; SVHN's 10 is the digit 0). More than five digits: ``None``, or with
+    ``keep_long`` five ``-100`` (positions ignored; the length head's "more")."""
     digits = boxes[:, 0].astype(np.int64) % 10
     if len(digits) > POSITIONS:
-        return None
+        return np.full(POSITIONS, IGNORE, dtype=np.int64) if keep_long else None
     return np.concatenate([digits, np.full(POSITIONS - len(digits), NONE, dtype=np.int64)])
 
 
-def preprocess_archive(archive: str | Path, split: str, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def preprocess_archive(archive: str | Path, split: str, size: int = 64,
+                       keep_long: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Reads an SVHN format-1 archive: images ``(n, 3, size, size)`` uint8 and labels ``(n, 5)`` int64.
+
+    Numbers longer than five digits are dropped (a log line counts them), or with ``keep_long``
+    kept with labels ``-100`` (the length head's "more").
 
     Raises:
         SvhnFormatError: truncated or foreign archive, no ``digitStruct.mat``, a listed image missing
@@ -138,7 +143,8 @@ def preprocess_archive(archive: str | Path, split: str, size: int = 64) -> tuple
                                       f"{len(pngs)} PNGs" + (f"; missing e.g. {', '.join(missing)}" if missing else ""))
             images, labels, dropped = [], [], 0
             for name, boxes in records:
-                label = labels_of(boxes)
+                label = labels_of(boxes, keep_long)
+                dropped += int(len(boxes) > POSITIONS)
                 member = members.get(f"{split}/{name}")
                 if member is None:
                     raise SvhnFormatError(f"{archive}: image {split}/{name} listed in digitStruct.mat is missing")
@@ -147,7 +153,6 @@ def preprocess_archive(archive: str | Path, split: str, size: int = 64) -> tuple
                 except OSError as err:
                     raise SvhnFormatError(f"{archive}: image {split}/{name} cannot be decoded: {err}") from None
                 if label is None:
-                    dropped += 1
                     continue
                 x0, y0, x1, y1 = crop_box(boxes, size)
                 outer = (int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)), int(np.ceil(y1)))
@@ -160,19 +165,20 @@ def preprocess_archive(archive: str | Path, split: str, size: int = 64) -> tuple
         raise SvhnFormatError(f"{archive}: expected a complete SVHN format-1 .tar.gz, the file is truncated or "
                               f"not one: {err}") from None
     if dropped:
-        logger.warning("%s: dropped %d number(s) longer than %d digits (of %d)", archive, dropped, POSITIONS,
-                       len(records))
+        logger.warning("%s: %s %d number(s) longer than %d digits (of %d)", archive,
+                       "kept as 'more' (length head)" if keep_long else "dropped", dropped, POSITIONS, len(records))
     if not images:
         raise SvhnFormatError(f"{archive}: the {split} split holds no number of 1-{POSITIONS} digits")
     return np.stack(images), np.stack(labels)
 
 
 def load_svhn(split: str, size: int = 64, data_dir: str | Path | None = None,
-              download: bool = False) -> tuple[np.ndarray, np.ndarray]:
+              download: bool = False, keep_long: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The preprocessed split, memory-mapped: images ``(n, 3, size, size)`` uint8, labels ``(n, 5)`` int64.
 
     Looks for ``<split>.tar.gz`` in ``data_dir`` (else the cache's ``svhn/``), downloading it there
-    with ``download=True``; the arrays are cached beside it as ``<split>-<size>-{images,labels}.npy``.
+    with ``download=True``; the arrays are cached beside it as ``<split>-<size>-{images,labels}.npy``
+    (``<split>-<size>-long-...`` with ``keep_long``, see :func:`preprocess_archive`).
 
     Raises:
         FileNotFoundError: no archive and ``download`` is off (the message says how to get it).
@@ -181,7 +187,8 @@ def load_svhn(split: str, size: int = 64, data_dir: str | Path | None = None,
     if size not in (64, 128) or isinstance(size, bool):
         raise ValueError(f"size: expected 64 or 128 (the paper's crops), got {size!r}")
     folder = Path(data_dir) if data_dir is not None else cache_dir() / "svhn"
-    images_path, labels_path = (folder / f"{split}-{size}-{what}.npy" for what in ("images", "labels"))
+    stem = f"{split}-{size}" + ("-long" if keep_long else "")
+    images_path, labels_path = (folder / f"{stem}-{what}.npy" for what in ("images", "labels"))
     if not (images_path.exists() and labels_path.exists()):
         archive = folder / f"{split}.tar.gz"
         if not archive.exists():
@@ -189,7 +196,7 @@ def load_svhn(split: str, size: int = 64, data_dir: str | Path | None = None,
                 raise FileNotFoundError(f"data_dir: no SVHN {split}.tar.gz in {folder}; pass --download (download=True) "
                                         f"or put {URL.format(split=split)} there")
             fetch_archive(split, archive)
-        images, labels = preprocess_archive(archive, split, size)
+        images, labels = preprocess_archive(archive, split, size, keep_long)
         for path, array in ((labels_path, labels), (images_path, images)):  # images last: they mark completion
             with atomic_open(path) as f:
                 np.save(f, array)

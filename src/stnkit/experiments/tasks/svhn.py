@@ -33,9 +33,17 @@ class Svhn(SequenceTask):
     recipe: ClassVar[dict[str, Any]] = {"model": "st-cnn-multi", "optimizer": "sgd", "lr": 0.01, "momentum": 0.9,
                                         "batch_size": 128, "weight_decay": 5e-4, "epochs": 30, "loc_lr_mult": 0.1}
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, keep_long: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.keep_long = bool(keep_long)  # numbers of 6+ digits kept as "more" (for the length head)
         self._data: dict[str, Any] = {}
+
+    @classmethod
+    def from_config(cls, config: Any, *, data_dir: str | None = None) -> "Svhn":
+        """As :meth:`Task.from_config`; a model with ``length_head`` keeps the 6+ digit numbers as "more"."""
+        task = super().from_config(config, data_dir=data_dir)
+        task.keep_long = bool((config.model_options or {}).get("length_head", False))
+        return task  # type: ignore[return-value]
 
     @property
     def in_shape(self) -> tuple[int, int, int]:
@@ -47,10 +55,10 @@ class Svhn(SequenceTask):
         from ..data.svhn import SvhnImages, load_svhn
 
         if split not in self._data:
-            images, labels = load_svhn(split, self.size, self.data_dir, self.download)
+            images, labels = load_svhn(split, self.size, self.data_dir, self.download, self.keep_long)
             if split == "train":
                 try:
-                    extra = load_svhn("extra", self.size, self.data_dir, download=False)
+                    extra = load_svhn("extra", self.size, self.data_dir, download=False, keep_long=self.keep_long)
                     images, labels = np.concatenate([images, extra[0]]), np.concatenate([labels, extra[1]])
                 except FileNotFoundError:
                     pass
