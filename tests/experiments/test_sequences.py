@@ -237,3 +237,12 @@ def test_series_regions_map_back_through_the_transformers_before():
         seen = [v for v in apply_transformers(model, dotted, outline="centres") if v.label == view.label][0].output
         row, col = divmod(int(seen[0, 0].argmax()), 32)
         assert row <= 2 and col <= 2, (view.label, row, col)
+
+
+def test_docstring_examples():
+    import doctest
+
+    import stnkit.experiments.data.sequences as module
+
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
