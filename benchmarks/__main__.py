@@ -15,11 +15,11 @@ import torch
 
 from . import _timing
 
-SECTIONS = ("affine", "tps", "projective", "sampling", "training", "distortions")
+SECTIONS = ("affine", "tps", "projective", "sampling", "training", "distortions", "families", "fields")
 
 
 def _runners(smoke: bool, repeats: int, warmup: int) -> dict[str, Callable[[], list[dict[str, Any]]]]:
-    from . import affine, kornia_warps, sampling, training
+    from . import affine, families, kornia_warps, sampling, training
 
     return {
         "affine": lambda: affine.run(smoke, repeats, warmup),
@@ -28,13 +28,15 @@ def _runners(smoke: bool, repeats: int, warmup: int) -> dict[str, Callable[[], l
         "sampling": lambda: sampling.run(smoke, repeats, warmup),
         "training": lambda: [training.training_step(smoke, max(repeats // 2, 3), warmup)],
         "distortions": lambda: training.distortions(smoke),
+        "families": lambda: families.run_families(smoke, repeats, warmup),
+        "fields": lambda: families.run_fields(smoke, repeats, warmup),
     }
 
 
 def _skip_errors() -> tuple[type[BaseException], ...]:
-    from . import kornia_warps, training
+    from . import families, kornia_warps, training
 
-    return (kornia_warps.Unavailable, training.Unavailable)
+    return (kornia_warps.Unavailable, training.Unavailable, families.Unavailable)
 
 
 def run(sections: list[str], *, smoke: bool = False, repeats: int = 50, warmup: int = 3,

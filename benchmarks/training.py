@@ -3,7 +3,7 @@
 * One SGD training step (forward, cross-entropy, backward, update) of ``st-cnn`` against the same
   ``cnn`` without the transformer, on RTS batches (42x42, the paper's 2x average pool after the ST),
   batch 256 as in the paper. The ratio ``st-cnn / cnn`` is the overhead the paper quotes ("only 6%
-  slower", for its ST-CNN Multi on a GPU); the target here is at most 1.15.
+  slower", for its ST-CNN Multi on a GPU); the target here is at most 1.5 (issue 11; 1.3 stretch).
 * The distortion generators' images per second, from ``benchmarks/distortions.py`` (data section).
 
 The models and data come from :func:`stnkit.experiments.models.create_model` and :class:`stnkit.experiments.data.DistortedDigits`;
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from . import _timing
 
-TARGET_OVERHEAD = 1.15  # ST-CNN step / CNN step on RTS (issue 5)
+TARGET_OVERHEAD = 1.5  # ST-CNN step / CNN step on RTS (issue 11; 1.3 stretch)
 BATCH = 256
 
 

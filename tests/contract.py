@@ -16,6 +16,10 @@ Checks:
     ``determinism``: inputs drawn twice from a generator seeded alike are equal, and so are the
         outputs of two calls;
     ``cuda``: CPU and CUDA agree (skipped without a GPU);
+    ``export`` (not a default: run it with ``check_contract(case, ("export",))``): the member, in
+        float32, exported by :mod:`stnkit.export` with a dynamic batch, then run at another batch
+        size than the traced one (fresh inputs) through ``torch.export.save/load`` and through ONNX in
+        ``onnxruntime``, is within ``EXPORT_ATOL`` of the eager call (which takes the fast paths).
     ``additive`` (not a default; for members whose outputs are sums over the batch, such as a
         task's training step): the batched call equals the SUM of the calls on one sample at a time.
 
@@ -30,12 +34,13 @@ from __future__ import annotations
 
 import copy
 import pickle
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import pytest
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils import _pytree as pytree
 
 # (atol, rtol) per dtype, in one place (kornia's tolerance table)
@@ -45,6 +50,10 @@ TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
     torch.bfloat16: (3e-2, 2e-2),
     torch.float16: (3e-3, 3e-3),
 }
+
+
+#: Largest difference allowed between an exported graph (torch.export or ONNX) and the eager call.
+EXPORT_ATOL = 1e-4
 
 
 @dataclass
@@ -217,6 +226,52 @@ def _cuda(case: Case) -> None:
     atol, rtol = case.tolerance(inputs)
     assert_same(case.run(member=member, inputs=on_gpu), case.run(inputs=inputs), (max(atol, 1e-4), max(rtol, 1e-4)),
                 "CUDA vs CPU")
+
+
+class _Called(nn.Module):
+    """``case.call`` bound to its member, as a module to export (inputs in ``make_inputs`` order)."""
+
+    def __init__(self, case: Case, member: Any) -> None:
+        super().__init__()
+        self.member, self.call = member, case.call
+
+    def forward(self, *inputs: Tensor) -> Any:
+        return self.call(self.member, *inputs)
+
+
+def _float32(x: Any) -> Any:
+    return pytree.tree_map(lambda t: t.float() if isinstance(t, Tensor) and t.is_floating_point() else t, x)
+
+
+@check("export")
+def _export(case: Case) -> None:
+    from stnkit.export import export_onnx, export_program, load_program
+
+    ort = pytest.importorskip("onnxruntime")  # in the test extra; a bare install skips, visibly
+    traced = _float32(case.inputs(seed=0))
+    # another batch size than the traced one, with fresh values: two draws concatenated
+    fresh = tuple(torch.cat([a, b]) if case.is_batched(i) else a
+                  for i, (a, b) in enumerate(zip(_float32(case.inputs(seed=1)), _float32(case.inputs(seed=2)))))
+    assert all(isinstance(t, Tensor) for t in traced), "export needs tensor inputs only"
+    assert _batch_size(case, fresh) != _batch_size(case, traced)
+    member = copy.deepcopy(case.member)
+    member = member.float() if isinstance(member, nn.Module) else member
+    module = _Called(case, member).eval()
+    with torch.no_grad():
+        expected = module(*fresh)  # eager: the fast paths
+    with tempfile.TemporaryDirectory() as tmp:
+        program = export_program(module, traced, f"{tmp}/model.pt2")
+        targets = " ".join(str(n.target) for n in program.graph.nodes)
+        assert "autograd_function" not in targets, "a custom autograd function was exported"
+        loaded = load_program(f"{tmp}/model.pt2").module()
+        assert_same(loaded(*fresh), expected, (EXPORT_ATOL, 0.0), "torch.export save/load vs eager")
+        export_onnx(module, traced, f"{tmp}/model.onnx")
+        session = ort.InferenceSession(f"{tmp}/model.onnx", providers=["CPUExecutionProvider"])
+        got = session.run(None, {f"input{i}": t.numpy() for i, t in enumerate(fresh)})
+    want = [t for t in pytree.tree_leaves(expected) if isinstance(t, Tensor)]
+    assert len(got) == len(want), f"ONNX gives {len(got)} outputs, eager {len(want)}"
+    for i, (g, w) in enumerate(zip(got, want)):
+        assert_same(torch.from_numpy(g), w, (EXPORT_ATOL, 0.0), f"ONNX (onnxruntime) output {i} vs eager")
 
 
 @check("additive")

@@ -13,6 +13,8 @@ CASES = [
     ("affine", {}),
     ("projective", {"heads": 2, "align_corners": True}),
     ("tps", {"fill": 0.5, "mode": "bicubic"}),
+    # a field family: separable resize (4x4 field -> 8x8) and scaling and squaring
+    ("velocity", {"transform_options": {"field_size": 4, "steps": 3}, "padding": "border"}),
 ]
 
 

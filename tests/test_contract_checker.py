@@ -37,3 +37,15 @@ def test_a_good_member_passes():
 def test_each_violation_is_caught(call, make_inputs, check):
     with pytest.raises(AssertionError, match=f"contract check '{check}' failed"):
         check_contract(_case(call, make_inputs=make_inputs), checks=(check,))
+
+
+def test_export_check_passes_a_good_member_and_catches_a_graph_that_differs():
+    check_contract(_case(lambda m, x: x * m.factor), checks=("export",))
+    # exported graph computes something else than the eager call (as a broken fallback would)
+    differs = _case(lambda m, x: x * (3.0 if torch.compiler.is_exporting() else m.factor))
+    with pytest.raises(AssertionError, match="contract check 'export' failed.*torch.export"):
+        check_contract(differs, checks=("export",))
+    # batch size baked into the graph: runs at the traced size only
+    fixed = _case(lambda m, x: x.reshape(3, 4) * m.factor)
+    with pytest.raises(Exception):
+        check_contract(fixed, checks=("export",))

@@ -218,6 +218,34 @@ def test_spatial_transformer_contract(name, helpers):
                         lambda g: (torch.rand(shape, generator=g, dtype=torch.float64),)))
 
 
+# -- export (the contract checker's "export" check): ONNX in onnxruntime and torch.export ----------------
+def _horizon_theta(n, g):
+    """Projective theta whose horizon (w = 0) crosses the output: w = g x + h y + 1 with |g| + |h| > 1."""
+    theta = helpers_random_theta(get("projective"), n, g)
+    theta[:, 6:8] = torch.tensor([1.3, -0.4], dtype=torch.float64) + 0.1 * torch.rand(n, 2, generator=g, dtype=torch.float64)
+    return theta
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_export_contract(name, helpers):
+    family = get(name)
+    shape = _shape(name, 3, 2)
+    out_size = (3, 4, 5) if family.ndim == 3 else (6, 11)
+    st = helpers.make_st(name, shape[1:], heads=2, fill=0.25, output_size=out_size).eval()
+    cases = [
+        Case(f"stnkit.warp({name}) export", family, lambda f, theta, x: stnkit.warp(x, theta, f, fill=0.25),
+             lambda g: (helpers_random_theta(family, 3, g), torch.rand(shape, generator=g, dtype=torch.float64))),
+        Case(f"SpatialTransformer({name}, heads=2, fill, output_size) export", st,
+             lambda m, x: m(x, return_theta=True), lambda g: (torch.rand(shape, generator=g),)),
+    ]
+    if name == "projective":
+        cases.append(Case("stnkit.warp(projective) near the horizon export", family,
+                          lambda f, theta, x: stnkit.warp(x, theta, f, padding="border"),
+                          lambda g: (_horizon_theta(3, g), torch.rand(shape, generator=g, dtype=torch.float64))))
+    for case in cases:
+        check_contract(case, ("export",))
+
+
 @pytest.mark.parametrize("name", [n for n in FAMILIES if isinstance(get(n), stnkit.transforms.MatrixTransform)])
 def test_iterative_transformer_contract(name):
     shape = _shape(name, 3, 2)
@@ -227,3 +255,43 @@ def test_iterative_transformer_contract(name):
         ic.regression.bias.add_(torch.linspace(-0.05, 0.05, ic.regression.bias.numel(), dtype=torch.float64))
     check_contract(Case(f"IterativeSpatialTransformer({name})", ic, lambda m, x: m(x, return_thetas=True),
                         lambda g: (torch.rand(shape, generator=g, dtype=torch.float64),)))
+
+
+# -- the field utilities and a transformer without regression layer (stnkit.fields, issue 13) -----
+FIELD_FUNCTIONS = {
+    "integrate_velocity": lambda f, a, b: stnkit.fields.integrate_velocity(a, 3),
+    "invert_field": lambda f, a, b: stnkit.fields.invert_field(a, 3),
+    "compose_fields": lambda f, a, b: stnkit.fields.compose_fields(a, b),
+    "jacobian_determinant": lambda f, a, b: stnkit.fields.jacobian_determinant(a),
+    "folding_fraction": lambda f, a, b: stnkit.fields.folding_fraction(a * 8),
+    "to_voxel": lambda f, a, b: stnkit.fields.from_voxel(stnkit.fields.to_voxel(a) + b),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FIELD_FUNCTIONS))
+@pytest.mark.parametrize("size", [(5, 6), (3, 4, 5)])
+def test_field_utilities_contract(name, size):
+    d = len(size)
+    check_contract(Case(f"fields.{name}", None, FIELD_FUNCTIONS[name],
+                        lambda g: tuple(torch.rand(3, d, *size, generator=g, dtype=torch.float64) * 0.2 - 0.1
+                                        for _ in range(2))))
+
+
+def test_spatial_transformer_without_regression_contract():
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 2, 3, padding=1), torch.nn.AdaptiveAvgPool2d(4))
+    st = stnkit.SpatialTransformer(net, "velocity", transform_options={"field_size": 4, "steps": 3},
+                                   regression=False).double().eval()
+    with torch.no_grad():
+        net[0].weight.normal_(0, 0.1, generator=torch.Generator().manual_seed(0))
+    check_contract(Case("SpatialTransformer(velocity, regression=False)", st, lambda m, x: m(x, return_theta=True),
+                        lambda g: (torch.rand(3, 2, 9, 8, generator=g, dtype=torch.float64),)))
+
+
+def test_iterative_transformer_export_contract(helpers):
+    shape = _shape("affine", 3, 2)
+    ic = stnkit.IterativeSpatialTransformer(stnkit.fc_localisation(shape[1:], hidden=(4,)), "affine", steps=3,
+                                            fill=0.25).eval()
+    with torch.no_grad():  # updates away from the identity, so every step warps
+        ic.regression.weight.normal_(0, 0.05, generator=helpers.gen(3))
+    check_contract(Case("IterativeSpatialTransformer(affine) export", ic, lambda m, x: m(x, return_thetas=True),
+                        lambda g: (torch.rand(shape, generator=g),)), ("export",))

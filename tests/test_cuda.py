@@ -44,3 +44,26 @@ def test_spatial_transformer_on_cuda(dtype):
     torch.testing.assert_close(out, torch.cat([x, x], 1), rtol=tol, atol=tol)
     out.float().sum().backward()
     assert st.regression.weight.grad is not None and torch.isfinite(st.regression.weight.grad).all()
+
+
+@cuda
+@pytest.mark.parametrize("family", stnkit.transforms.list_transforms())
+def test_per_call_path_never_synchronises(family):
+    """No host-device sync per forward/backward (issue 12): the non-finite check keeps a device flag,
+    the projective clamp has no data-dependent branch, a float fill is no tensor. Checked by PyTorch
+    itself (set_sync_debug_mode("error") raises on any synchronising call)."""
+    t = stnkit.transforms.get(family)
+    shape = (4, 1) + ((6, 8, 10) if t.ndim == 3 else (28, 28))
+    st = stnkit.SpatialTransformer(stnkit.fc_localisation(shape[1:]), family, fill=0.25).cuda()
+    x = torch.rand(shape, device="cuda")
+    theta = t.identity(device="cuda").expand(4, -1).contiguous().requires_grad_()
+    for _ in range(2):  # the second call runs with the caches filled
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            st(x).sum().backward()
+            stnkit.warp(x, theta, family, fill=[0.5]).sum().backward()
+            stnkit.warp(x, theta * float("nan"), family)  # non-finite: flagged, not raised, no sync
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    with pytest.raises(stnkit.errors.NonFiniteThetaError):
+        stnkit.errors.raise_pending("cuda")  # the one sync, where the caller reads (e.g. the loss)

@@ -13,14 +13,14 @@ The coordinate convention is defined once, in :mod:`stnkit.coords`.
 
 from __future__ import annotations
 
-from . import coords, errors, fastpath, transforms
+from . import coords, errors, fastpath, fields, transforms
 from .functional import warp
 from .iterative import IterativeSpatialTransformer
 from .localisation import LocalisationNet, conv_localisation, fc_localisation
 from .module import SpatialTransformer
 from .sampling import sample
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # the one place; pyproject.toml reads it (setuptools dynamic version)
 
 __all__ = [
     "IterativeSpatialTransformer",
@@ -31,6 +31,7 @@ __all__ = [
     "errors",
     "fastpath",
     "fc_localisation",
+    "fields",
     "sample",
     "transforms",
     "warp",

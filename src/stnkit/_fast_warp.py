@@ -81,7 +81,9 @@ class _PlanarProjectiveGrid(torch.autograd.Function):
         hom = torch.add(a * xt, torch.addcmul(c, b, yt))  # (N, 3, H, W): x, y, w planes
         w = hom[:, 2]  # (N, H, W)
         small = w.abs() < PROJECTIVE_EPS
-        clamped = bool(small.any())
+        # On the CPU, skip the clamp when no point needs it; elsewhere always clamp: reading the
+        # flag would make the host wait for the device on every call.
+        clamped = bool(small.any()) if w.device.type == "cpu" else True
         if clamped:  # points near the horizon: keep the sign, move to +-eps (0 -> +eps)
             w.copy_(torch.where(small, torch.where(w < 0, -PROJECTIVE_EPS, PROJECTIVE_EPS).to(w.dtype), w))
         inv = w.reciprocal_().unsqueeze(1)  # (N, 1, H, W), in the w plane

@@ -28,8 +28,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["AllocationTooLargeError", "NonFiniteThetaError", "check_allocation", "check_theta", "max_allocation_bytes",
-           "raise_pending", "set_max_allocation_bytes"]
+__all__ = ["AllocationTooLargeError", "ExportError", "NonFiniteThetaError", "check_allocation", "check_theta",
+           "max_allocation_bytes", "raise_pending", "set_max_allocation_bytes"]
 
 # device -> 0-dim bool tensor on that device: "some theta since the last raise_pending was non-finite"
 _PENDING: dict[torch.device, Tensor] = {}
@@ -52,6 +52,12 @@ class NonFiniteThetaError(ValueError):
 
     def __reduce__(self):  # picklable across processes (DDP, DataLoader workers)
         return (_rebuild, (str(self), self.name, self.device, self.samples))
+
+
+class ExportError(RuntimeError):
+    """A model (or an option of it) that cannot be exported as asked: an ONNX opset without the
+    operators it needs, TorchScript (deprecated: use ``torch.export``), or what the exporter refuses
+    (its reason is in the message). See :mod:`stnkit.export`."""
 
 
 def _rebuild(message: str, name: str, device: torch.device | None, samples: tuple[int, ...] | None):
@@ -167,7 +173,7 @@ def max_allocation_bytes() -> int | None:
 def check_allocation(name: str, shape: tuple[int, ...], dtype: torch.dtype) -> None:
     """Raises :class:`AllocationTooLargeError` if a tensor of ``shape`` and ``dtype`` exceeds the limit."""
     limit = _max_allocation_bytes
-    if limit is None:
+    if limit is None or _skip():  # compiling or exporting: int(size) would fix a dynamic batch size
         return
     count = 1
     for s in shape:

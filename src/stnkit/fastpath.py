@@ -7,7 +7,9 @@ The fast paths compute the same numbers as the reference paths (within float32 r
 * sampling: see :mod:`stnkit._fast_sample`.
 
 The reference paths are ``F.affine_grid`` for ``affine``/``affine3d`` and plain ``torch.matmul`` with
-autograd for the other families; they exist for tests and for cross-checking a result.
+autograd for the other families; they exist for tests and for cross-checking a result. While
+``torch.export`` (and so the ONNX exporter) traces a model, :func:`enabled` is ``False``: the exported
+graph holds plain operators only (no custom autograd functions, caches or data-dependent branches).
 
 Example:
     >>> import torch, stnkit
@@ -24,12 +26,14 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
+import torch
+
 _enabled = True
 
 
 def enabled() -> bool:
-    """Whether the fast paths are in use (process-wide; ``True`` unless switched off)."""
-    return _enabled
+    """Whether the fast paths are in use (process-wide; ``True`` unless switched off or exporting)."""
+    return _enabled and not torch.compiler.is_exporting()
 
 
 def set_enabled(flag: bool) -> None:

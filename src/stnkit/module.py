@@ -34,6 +34,11 @@ class SpatialTransformer(nn.Module):
             ``"stack"``: ``(N, heads, C, H', W')``. Ignored when ``heads == 1``.
         mode, padding, fill, align_corners, antialias: Sampling options, see :func:`stnkit.sample`.
         transform_options: Options for the family, e.g. ``{"grid_size": 4}`` for ``tps``.
+        regression: ``False``: append no regression layer; the localisation net outputs theta itself
+            as an offset from the identity, ``(N, heads * num_params)`` or any shape with that many
+            values per sample (e.g. ``(N, 2, h, w)`` from the last conv of a U-Net for a
+            ``displacement`` or ``velocity`` field). Its last registered layer with a weight is
+            zeroed here, so the new transformer is still the identity.
         check_finite: Apply the non-finite theta policy of :mod:`stnkit.errors` (CPU: raise
             :class:`~stnkit.errors.NonFiniteThetaError` at the call; accelerators: a device flag that
             :func:`stnkit.errors.raise_pending` raises, no sync per call). Skipped when compiling.
@@ -47,7 +52,7 @@ class SpatialTransformer(nn.Module):
         >>> import torch, stnkit
         >>> st = stnkit.SpatialTransformer(stnkit.fc_localisation((1, 28, 28)), "affine")
         >>> x = torch.rand(4, 1, 28, 28)
-        >>> torch.allclose(st(x), x, atol=1e-6)
+        >>> torch.allclose(st(x), x, atol=1e-5)   # bilinear rounding: about 1e-6
         True
     """
 
@@ -67,6 +72,7 @@ class SpatialTransformer(nn.Module):
         antialias: bool = False,
         transform_options: dict[str, Any] | None = None,
         check_finite: bool = True,
+        regression: bool = True,
     ) -> None:
         super().__init__()
         if not isinstance(localisation, nn.Module):
@@ -82,12 +88,17 @@ class SpatialTransformer(nn.Module):
         self.align_corners, self.antialias = align_corners, antialias
         self.check_finite = check_bool("check_finite", check_finite)
         self.output_size = None if output_size is None else check_size("output_size", output_size, self.transform.ndim)
-        features = loc_features if loc_features is not None else _infer_features(localisation)
         n = self.transform.num_params
+        self.register_buffer("identity", self.transform.identity().repeat(heads), persistent=False)
+        if not check_bool("regression", regression):
+            self.regression = None
+            _zero_last_layer(localisation)
+            return
+        features = loc_features if loc_features is not None else _infer_features(localisation)
         self.regression = nn.Linear(check_positive_int("loc_features", features), heads * n)
         with torch.no_grad():
             self.regression.weight.zero_()
-            self.regression.bias.copy_(self.transform.identity().repeat(heads))
+            self.regression.bias.copy_(self.identity)
 
     def forward(self, x: Tensor, source: Tensor | None = None,
                 return_theta: bool = False) -> Tensor | tuple[Tensor, Tensor]:
@@ -126,6 +137,14 @@ class SpatialTransformer(nn.Module):
     def predict(self, x: Tensor) -> Tensor:
         """theta ``(N*heads, P)`` that the localisation net and the regression layer read off ``x``."""
         features = self.localisation(x)
+        n, h, p = x.shape[0], self.heads, self.transform.num_params
+        if self.regression is None:
+            if not isinstance(features, Tensor) or features.dim() < 1 or features.shape[1:].numel() != h * p:
+                got = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
+                raise ValueError(f"localisation: with regression=False expected heads * num_params = {h * p} "
+                                 f"values per sample, shape (N, {h * p}) or e.g. (N, {self.transform.ndim}, ...); "
+                                 f"got shape {got}")
+            return (features.reshape(n, h * p) + self.identity).view(n * h, p)  # (N*heads, P)
         if not isinstance(features, Tensor) or features.dim() != 2:
             got = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
             raise ValueError(f"localisation: expected (N, F) features, got shape {got}; "
@@ -134,12 +153,29 @@ class SpatialTransformer(nn.Module):
             raise ValueError(f"loc_features: the regression layer expects {self.regression.in_features} "
                              f"features per sample, but the localisation net gives shape "
                              f"{tuple(features.shape)}; pass loc_features={features.shape[1]}")
-        return self.regression(features).view(x.shape[0] * self.heads, self.transform.num_params)
+        return self.regression(features).view(n * h, p)  # (N*heads, P)
+
+    def __prepare_scriptable__(self) -> SpatialTransformer:  # torch.jit.script calls it first
+        from .export import torchscript_unsupported
+
+        torchscript_unsupported()
+        return self
 
     def extra_repr(self) -> str:
         return (f"heads={self.heads}, output_size={self.output_size}, mode={self.mode!r}, "
                 f"padding={self.padding!r}, align_corners={self.align_corners}"
                 + (", antialias=True" if self.antialias else ""))
+
+
+def _zero_last_layer(localisation: nn.Module) -> None:
+    layers = [m for m in localisation.modules() if isinstance(getattr(m, "weight", None), nn.Parameter)]
+    if not layers:
+        raise ValueError("localisation: regression=False needs a net whose last layer has a weight "
+                         "(nn.Linear, nn.Conv2d, ...) to start at zero; none found")
+    with torch.no_grad():
+        layers[-1].weight.zero_()
+        if isinstance(getattr(layers[-1], "bias", None), nn.Parameter):
+            layers[-1].bias.zero_()
 
 
 def _infer_features(localisation: nn.Module) -> int:

@@ -159,13 +159,21 @@ def _is_fill(fill: object) -> bool:
     return _is_number(fill)
 
 
-def _fill_tensor(fill: Fill, input: Tensor, out_dtype: torch.dtype) -> Tensor:
+def _fill_tensor(fill: Fill, input: Tensor, out_dtype: torch.dtype) -> Tensor | float:
     c = input.shape[1]
-    value = torch.as_tensor(fill, dtype=input.dtype, device=input.device)
-    for dtype in (input.dtype, out_dtype):  # sampled in the working dtype, returned in the input's
-        if not bool(torch.isfinite(value.to(dtype)).all()):
-            raise ValueError(f"fill: {fill!r} does not fit the sampling dtype {dtype} (largest magnitude "
-                             f"{torch.finfo(dtype).max:.4g})")
+    if isinstance(fill, Tensor) and fill.device.type != "cpu":
+        # already on an accelerator: not checked here, reading it would make the host wait
+        value = fill.to(dtype=input.dtype, device=input.device)
+    else:  # checked on the host, then copied without making the host wait (no sync per call on GPUs)
+        host = torch.as_tensor(fill, dtype=input.dtype)
+        for dtype in (input.dtype, out_dtype):  # sampled in the working dtype, returned in the input's
+            if not bool(torch.isfinite(host.to(dtype)).all()):
+                raise ValueError(f"fill: {fill!r} does not fit the sampling dtype {dtype} (largest magnitude "
+                                 f"{torch.finfo(dtype).max:.4g})")
+        if _is_number(fill):  # a Python number: no tensor, no host-to-device copy
+            return float(fill)  # type: ignore[arg-type]
+        # pageable memory is staged before the call returns, so the temporary may go
+        value = host.to(input.device, non_blocking=True)
     if value.dim() == 0:
         return value
     if value.dim() != 1 or value.shape[0] not in (1, c):

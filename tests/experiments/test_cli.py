@@ -89,7 +89,7 @@ def test_config_file_overrides_and_saved_resolved_config(tmp_path, data_dir, cap
         saved = json.loads((run / "config.json").read_text())
         assert (saved["model"], saved["task"], saved["seed"], saved["momentum"]) == ("fcn", "r", 7, 0.5)  # file
         assert saved["lr"] == 0.1 and saved["epochs"] == 1  # command line wins
-        assert saved["optimizer"] == "sgd" and saved["batch_size"] == 16  # default, command line
+        assert saved["optimizer"] == "adam" and saved["batch_size"] == 16  # default, command line
     capsys.readouterr()
 
 

@@ -39,3 +39,16 @@ def test_model_contract(name, transform):
     model = create_model(name, in_shape=in_shape, num_classes=classes, transform=transform, **options).double().eval()
     check_contract(Case(f"model {name} ({transform})", model, lambda m, x: m(x),
                         lambda g: (torch.rand(3, *in_shape, generator=g, dtype=torch.float64),)))
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_model_export_contract(name):
+    """Every model exports (ONNX in onnxruntime, torch.export) within 1e-4 at another batch size."""
+    torch.manual_seed(0)  # the models' default init draws from the global generator
+    transform = "projective" if "st" in name else "affine"
+    in_shape, classes, options = SETUPS.get(name, ((1, 42, 42), 10, {"downsample": True}))
+    model = create_model(name, in_shape=in_shape, num_classes=classes, transform=transform, **options).eval()
+    for st in model.spatial_transformers:  # random regression weights: theta depends on the input
+        torch.nn.init.normal_(st.regression.weight, std=0.01)
+    check_contract(Case(f"model {name} ({transform}) export", model, lambda m, x: m(x),
+                        lambda g: (torch.rand(3, *in_shape, generator=g),)), ("export",))

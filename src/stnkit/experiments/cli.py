@@ -1,6 +1,6 @@
 """The ``stnkit`` command: parses arguments, builds a config and calls the library.
 
-Subcommands: ``train``, ``eval``, ``list``, ``show``, ``report`` and ``quickstart`` (the README's
+Subcommands: ``train``, ``eval``, ``list``, ``show``, ``report``, ``export`` and ``quickstart`` (the README's
 main job). User errors (bad names or numbers, missing data or files) end with one line
 ``stnkit <command>: error: ...`` and exit status 2; set ``STNKIT_DEBUG=1`` for the traceback.
 """
@@ -330,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", help="run directories")
     p.add_argument("--out", default="report.md", help="report file (default: report.md)")
     p.set_defaults(func=cmd_report)
+
+    from .export import add_command  # `stnkit export`: options and logic in experiments/export.py
+    add_command(sub)
 
     p = sub.add_parser("quickstart", help="CNN vs ST-CNN on RTS in a few minutes (embedded digits)")
     p.add_argument("--out", default="runs/quickstart", help="where the two runs go (default: runs/quickstart)")

@@ -3,7 +3,7 @@
 Example:
     >>> import stnkit
     >>> stnkit.transforms.list_transforms()
-    ['affine', 'affine3d', 'attention', 'projective', 'similarity', 'tps', 'translation']
+    ['affine', 'affine3d', 'attention', 'bspline', 'bspline3d', 'displacement', 'displacement3d', 'piecewise_affine', 'projective', 'similarity', 'tps', 'translation', 'velocity', 'velocity3d']
     >>> tps = stnkit.transforms.get("tps", grid_size=3)
     >>> tps.num_params
     18
@@ -25,6 +25,9 @@ from .matrix import (
     Translation,
 )
 from .tps import ThinPlateSpline
+from .piecewise_affine import PiecewiseAffine
+from .bspline import BSpline, BSpline3d
+from .displacement import Displacement, Displacement3d, Velocity, Velocity3d
 
 _REGISTRY: Registry[Callable[..., Transform]] = Registry("transform family")
 
@@ -63,7 +66,8 @@ def get(name: str | Transform, **options: Any) -> Transform:
         raise TypeError(f"transform_options: bad options {sorted(options)} for transform {name!r}: {err}") from None
 
 
-for _cls in (Translation, Attention, Similarity, Affine, Projective, Affine3d, ThinPlateSpline):
+for _cls in (Translation, Attention, Similarity, Affine, Projective, Affine3d, ThinPlateSpline,
+             PiecewiseAffine, BSpline, BSpline3d, Displacement, Displacement3d, Velocity, Velocity3d):
     register_transform(_cls)
 
 __all__ = [
@@ -76,6 +80,13 @@ __all__ = [
     "Projective",
     "Affine3d",
     "ThinPlateSpline",
+    "PiecewiseAffine",
+    "BSpline",
+    "BSpline3d",
+    "Displacement",
+    "Displacement3d",
+    "Velocity",
+    "Velocity3d",
     "get",
     "list_transforms",
     "register_transform",

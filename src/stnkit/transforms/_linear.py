@@ -24,6 +24,8 @@ from typing import Any, Callable, Hashable
 import torch
 from torch import Tensor
 
+from .. import fastpath
+
 #: Most cached block bases kept (least recently used ones are dropped first).
 CACHE_ENTRIES = 32
 #: Largest block basis cached, in elements; bigger ones are rebuilt per call (they are cheap
@@ -128,3 +130,26 @@ def reference_product(basis: Tensor, coeffs: Tensor) -> Tensor:
         ``(N, P, D)``.
     """
     return torch.matmul(basis, coeffs)
+
+
+def linear_grid(points: Tensor, size: tuple[int, ...], key: Hashable, output_basis: Callable[[], Tensor]) -> Tensor:
+    """The grid ``output_basis() @ points`` of a family that is linear in its control points.
+
+    Fast path: one GEMM against the block basis cached under ``key`` (which must hold everything the
+    basis depends on); reference path (:mod:`stnkit.fastpath` off): :func:`reference_product`.
+
+    Args:
+        points: ``(N, K, D)`` per-sample coefficients.
+        size: The output size, ``P = prod(size)``.
+        key: Cache key of the block basis.
+        output_basis: Builds (or fetches) the ``(P, K)`` basis.
+
+    Returns:
+        ``(N, *size, D)``.
+    """
+    n, _, d = points.shape
+    if fastpath.enabled():
+        grid = basis_product(cached(key, lambda: block_basis(output_basis(), d)), points)  # (N, P, D)
+    else:
+        grid = reference_product(output_basis(), points)  # (N, P, D)
+    return grid.view(n, *size, d)

@@ -18,11 +18,10 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from .. import fastpath
 from .._validate import check_positive_int
 from ..errors import check_allocation
 from ..coords import base_grid
-from ._linear import basis_product, block_basis, cached, reference_product
+from ._linear import cached, linear_grid
 from .base import Transform
 
 
@@ -89,24 +88,14 @@ class ThinPlateSpline(Transform):
         xy = base_grid(size, align_corners, dtype=torch.float64)[:, :2]  # (H*W, 2)
         return (self._basis64(xy) @ self._solution64).to(dtype=dtype, device=device)  # (H*W, K)
 
-    def _block(self, size: tuple[int, ...], align_corners: bool, dtype: torch.dtype,
-               device: torch.device) -> Tensor:
-        """The cached block form ``(2K, 2*H*W)`` of the output basis (see :mod:`._linear`)."""
-        key = ("tps-block", self.grid_size, self.smoothing, size, bool(align_corners), dtype, device)
-        return cached(key, lambda: block_basis(self.output_basis(size, align_corners, dtype=dtype, device=device), 2))
-
     def grid(self, theta: Tensor, size: Sequence[int], align_corners: bool = False) -> Tensor:
         self._check_theta(theta)
         size = self._check_grid(theta, size, align_corners)
         check_allocation("output_basis", (math.prod(size), self.grid_size**2 + 3), torch.float64)
-        n = theta.shape[0]
-        points = theta.reshape(n, self.num_params // 2, 2)  # (N, K, 2)
-        if fastpath.enabled():
-            grid = basis_product(self._block(size, align_corners, theta.dtype, theta.device), points)  # (N, H*W, 2)
-        else:
-            basis = self.output_basis(size, align_corners, dtype=theta.dtype, device=theta.device)  # (H*W, K)
-            grid = reference_product(basis, points)  # (N, H*W, 2)
-        return grid.view(n, *size, 2)  # (N, H, W, 2)
+        points = theta.reshape(theta.shape[0], self.num_params // 2, 2)  # (N, K, 2)
+        key = ("tps-block", self.grid_size, self.smoothing, size, bool(align_corners), theta.dtype, theta.device)
+        return linear_grid(points, size, key, lambda: self.output_basis(
+            size, align_corners, dtype=theta.dtype, device=theta.device))  # (N, H, W, 2)
 
     def warp_points(self, theta: Tensor, points: Tensor) -> Tensor:
         self._check_theta(theta)

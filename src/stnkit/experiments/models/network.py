@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from ..._registry import Registry
 from ..._validate import check_positive_int, check_tensor
 from ...module import SpatialTransformer
+from .first_conv import FirstConv2d
 
 # The leaf registries of this package: zoo.py registers the models, this module the backbones.
 MODELS: Registry = Registry("model")
@@ -55,7 +56,9 @@ def conv_classifier(in_shape: Sequence[int], num_classes: int, channels: Sequenc
     kernels fit every input of the paper: 28x28 -> 28 -> 14 -> 8 -> 4 (R, P, E); 21x21 (RTS after
     the 2x pool) -> 21 -> 10 -> 4 -> 2; 30x30 (TC after the 2x pool) -> 30 -> 15 -> 9 -> 4.
     Unpadded, a 9x9 and then a 7x7 kernel leave nothing of a 21x21 input (21 -> 13 -> 6 -> 0);
-    padding both ("same") also fits but costs 3-4x the compute for no gain on digits.
+    padding both ("same") also fits but costs 3-4x the compute for no gain on digits. The first
+    conv is a :class:`~.first_conv.FirstConv2d` (an ``nn.Conv2d`` with a fast input gradient for a
+    single input channel, which a transformer in front of the classifier needs).
 
     Args:
         in_shape: ``(C, H, W)`` of one input sample.
@@ -81,7 +84,8 @@ def conv_classifier(in_shape: Sequence[int], num_classes: int, channels: Sequenc
         if h < 2 or w < 2:
             raise ValueError(f"in_shape: {tuple(in_shape)} is too small for conv {tuple(kernel_sizes)} + 2x pool "
                              f"stages with padding {tuple(padding)}")
-        layers += [nn.Conv2d(c, check_positive_int("channels", out_c), k, padding=pad),
+        conv = FirstConv2d if not layers else nn.Conv2d  # fast input gradient behind a transformer
+        layers += [conv(c, check_positive_int("channels", out_c), k, padding=pad),
                    nn.ReLU(inplace=True), nn.MaxPool2d(2)]
         c, h, w = out_c, h // 2, w // 2
     layers += [nn.Flatten(), nn.Linear(c * h * w, check_positive_int("num_classes", num_classes))]  # (N, c*h*w)

@@ -36,11 +36,13 @@ from .optim import build_optimizer, lr_factor, set_lr
 from .progress import ProgressBar
 from .rundir import RunDirectory, SettingsError
 from .state import EpochTotals, TrainState
+from .switches import amp_dtype
 
 log = logging.getLogger(__name__)
 
 # Settings that may change when a run is resumed; anything else would change the result.
-RESUMABLE_CHANGES = {"epochs", "device", "threads", "data_dir", "download", "eval_batch_size"}
+RESUMABLE_CHANGES = {"epochs", "device", "threads", "data_dir", "download", "eval_batch_size", "compile", "amp",
+                     "channels_last"}
 
 __all__ = ["Trainer", "TrainingDiverged", "build_model", "train", "RESUMABLE_CHANGES"]
 
@@ -89,6 +91,9 @@ class Trainer:
             distributed.barrier(env)
         self.in_shape, self.num_classes = tuple(self.task.in_shape), self.task.num_outputs
         self.model = build_model(cfg, self.in_shape, self.num_classes).to(env.device)
+        if cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.amp_dtype = amp_dtype(env.device) if cfg.amp else None
         self.optimizer = build_optimizer(self.model, cfg)
         self.steps_per_epoch = math.ceil(len(self.train_set) / cfg.batch_size)
         self.total_iterations = self.steps_per_epoch * cfg.epochs
@@ -101,6 +106,8 @@ class Trainer:
         if env.distributed:
             ids = [env.device.index] if env.device.type == "cuda" else None
             self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        if cfg.compile:
+            self.net = torch.compile(self.net)
 
     # -- checkpoint state ---------------------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:
@@ -242,10 +249,15 @@ class Trainer:
         """The task's step and the reason it diverged, if it did (read at the loss: the step's sync point)."""
         from ..tasks import StepResult
 
+        x = batch[0]
+        if self.config.channels_last:
+            batch = (x.contiguous(memory_format=torch.channels_last), *batch[1:])
         try:
-            result = self.task.step(self.net, batch)
+            with torch.autocast(x.device.type, dtype=self.amp_dtype or torch.bfloat16,
+                                enabled=self.amp_dtype is not None):
+                result = self.task.step(self.net, batch)
             finite = bool(torch.isfinite(result.loss))  # the step's sync point: the deferred theta check too
-            raise_pending(batch[0].device)
+            raise_pending(x.device)
         except NonFiniteThetaError as err:
             return StepResult(torch.zeros((), device=batch[0].device), len(batch[0]), {}), f"non-finite theta ({err})"
         return result, None if finite else f"loss is {result.loss.item()}"

@@ -129,8 +129,9 @@ def sampling_region(
         points_per_side: Outline points per side; default 1 for matrix families (straight sides,
             so the corners suffice) and 16 for others (curved sides).
         grid_lines: Lines per direction of the deformed grid; default ``2 k - 1`` for a ``k x k``
-            thin plate spline (through every control point and half-way between) and none for
-            matrix families.
+            thin plate spline or piecewise affine mesh (through every control point and half-way
+            between), 9 for the field families (``bspline``, ``displacement``, ``velocity``) and
+            none for matrix families.
 
     Returns:
         A :class:`SamplingRegion` in input pixel coordinates, detached from autograd.
@@ -164,7 +165,9 @@ def sampling_region(
         warped_control = to_pixels(family.warp_points(theta, control.to(theta)))  # (N, K, 2)
     if grid_lines is None:
         k = getattr(family, "grid_size", None)
-        grid_lines = 2 * k - 1 if isinstance(k, int) and not family.has_matrix else 0
+        # tps / piecewise_affine: through every control point and half-way between; other
+        # non-matrix families (bspline, displacement, velocity fields): a 9 x 9 deformed mesh
+        grid_lines = 0 if family.has_matrix else 2 * k - 1 if isinstance(k, int) else 9
     grid = None
     if grid_lines:
         lines = frame_grid(max(2, grid_lines), dtype=theta.dtype).to(theta.device)  # (L, M, 2)
