@@ -60,6 +60,21 @@ class ExportError(RuntimeError):
     (its reason is in the message). See :mod:`stnkit.export`."""
 
 
+TORCHSCRIPT_MESSAGE = (
+    "TorchScript (torch.jit.script / torch.jit.trace) is deprecated in this PyTorch and stnkit does not "
+    "support it; export with torch.export instead: stnkit.export.export_program(model, example, path) "
+    "(load with torch.export.load), or to ONNX with stnkit.export.export_onnx(model, example, path)")
+
+
+def torchscript_unsupported(*_: object, **__: object) -> None:
+    """Raises :class:`ExportError` pointing to ``torch.export`` (TorchScript is deprecated).
+
+    Raises:
+        ExportError: Always.
+    """
+    raise ExportError(TORCHSCRIPT_MESSAGE)
+
+
 def _rebuild(message: str, name: str, device: torch.device | None, samples: tuple[int, ...] | None):
     return NonFiniteThetaError(message, name=name, device=device, samples=samples)
 

@@ -43,7 +43,7 @@ import torch
 from torch import Tensor, nn
 
 from ._io import atomic_open, atomic_write
-from .errors import ExportError
+from .errors import TORCHSCRIPT_MESSAGE, ExportError, torchscript_unsupported
 
 __all__ = ["ExportError", "MIN_OPSET", "MIN_OPSET_3D", "export_onnx", "export_program", "load_program",
            "torchscript_unsupported"]
@@ -52,21 +52,6 @@ __all__ = ["ExportError", "MIN_OPSET", "MIN_OPSET_3D", "export_onnx", "export_pr
 MIN_OPSET = 18
 #: The first ONNX opset whose ``GridSample`` takes volumes (3-D families).
 MIN_OPSET_3D = 20
-
-TORCHSCRIPT_MESSAGE = (
-    "TorchScript (torch.jit.script / torch.jit.trace) is deprecated in this PyTorch and stnkit does not "
-    "support it; export with torch.export instead: stnkit.export.export_program(model, example, path) "
-    "(load with torch.export.load), or to ONNX with stnkit.export.export_onnx(model, example, path)")
-
-
-def torchscript_unsupported(*_: Any, **__: Any) -> None:
-    """Raises :class:`ExportError` pointing to ``torch.export`` (TorchScript is deprecated).
-
-    Raises:
-        ExportError: Always.
-    """
-    raise ExportError(TORCHSCRIPT_MESSAGE)
-
 
 def _as_tuple(example: Tensor | tuple[Tensor, ...], dynamic_batch: bool) -> tuple[Tensor, ...]:
     """The example as a tuple of inputs; one sample is traced as two when the batch is dynamic (the

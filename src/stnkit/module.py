@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ._validate import check_bool, check_choice, check_positive_int, check_size, check_tensor
+from .errors import torchscript_unsupported
 from .functional import warp
 from .sampling import Fill, check_sampling_options, check_volume_options
 from .transforms import Transform, get
@@ -156,8 +157,6 @@ class SpatialTransformer(nn.Module):
         return self.regression(features).view(n * h, p)  # (N*heads, P)
 
     def __prepare_scriptable__(self) -> SpatialTransformer:  # torch.jit.script calls it first
-        from .export import torchscript_unsupported
-
         torchscript_unsupported()
         return self
 

@@ -110,6 +110,7 @@ def test_resume_through_the_cli_extends_a_run(tmp_path, data_dir, capsys):
     (["train", "--task", "cifar"], "task: expected one of .*rts.*got 'cifar'"),
     (["train", "--epochs", "0"], "epochs: expected an int >= 1, got 0"),
     (["train", "--epochs", "two"], "argument --epochs: invalid int value: 'two'"),
+    (["train", "--num-workers", "-1"], "num_workers: expected an int >= 0, got -1"),
     (["train", "--lr", "-1"], "lr: expected a finite number > 0, got -1"),
     (["train", "--optimizer", "lbfgs"], "optimizer: expected one of sgd, adam; got 'lbfgs'"),
     (["train", "--transform-options", "{grid"], "argument --transform-options: expected a JSON object"),

@@ -9,6 +9,7 @@ import torch
 from contract import Case, check_contract
 from stnkit.experiments.data import get_distortion, list_distortions
 from stnkit.experiments.models import create_model, list_models
+from stnkit.experiments.models.network import MODELS
 
 
 @pytest.mark.parametrize("name", list_distortions())
@@ -34,6 +35,11 @@ SETUPS = {name: ((1, 32, 32), 11, {"width": 0.0625}) for name in ("multidigit-cn
 def test_model_contract(name, transform):
     if transform != "affine" and "st" not in name:
         pytest.skip("models without transformers have no family")
+    families = getattr(MODELS.get(name), "families", None)  # models tied to families (coloc-st: attention)
+    if families is not None:
+        if transform != "affine":
+            pytest.skip(f"model {name} takes only {', '.join(families)}")
+        transform = families[0]
     torch.manual_seed(0)  # the models' default init draws from the global generator
     in_shape, classes, options = SETUPS.get(name, ((1, 28, 28), 10, {}))
     model = create_model(name, in_shape=in_shape, num_classes=classes, transform=transform, **options).double().eval()
@@ -45,7 +51,8 @@ def test_model_contract(name, transform):
 def test_model_export_contract(name):
     """Every model exports (ONNX in onnxruntime, torch.export) within 1e-4 at another batch size."""
     torch.manual_seed(0)  # the models' default init draws from the global generator
-    transform = "projective" if "st" in name else "affine"
+    families = getattr(MODELS.get(name), "families", None)  # models tied to families (coloc-st: attention)
+    transform = families[0] if families else "projective" if "st" in name else "affine"
     in_shape, classes, options = SETUPS.get(name, ((1, 42, 42), 10, {"downsample": True}))
     model = create_model(name, in_shape=in_shape, num_classes=classes, transform=transform, **options).eval()
     for st in model.spatial_transformers:  # random regression weights: theta depends on the input

@@ -26,7 +26,7 @@ from _synthetic_digits import write_synthetic_mnist
 from stnkit.experiments.cli import main
 from stnkit.experiments.train import TrainConfig, TrainingDiverged, load_checkpoint, train
 
-SMALL = ["--model", "cnn", "--dataset", "r", "--epochs", "1", "--batch-size", "16", "--eval-batch-size", "32",
+SMALL = ["--model", "cnn", "--task", "r", "--epochs", "1", "--batch-size", "16", "--eval-batch-size", "32",
          "--no-progress", "--no-animation", "--model-options", '{"channels": [4, 8]}']
 
 
@@ -73,7 +73,7 @@ def error_line(capsys, argv, status=2) -> str:
 
 
 def _config(data_dir: str, **overrides) -> TrainConfig:
-    values = dict(model="cnn", dataset="r", data_dir=data_dir, epochs=1, batch_size=16, eval_batch_size=32,
+    values = dict(model="cnn", task="r", data_dir=data_dir, epochs=1, batch_size=16, eval_batch_size=32,
                   model_options={"channels": [4, 8]})
     return TrainConfig(**{**values, **overrides})
 

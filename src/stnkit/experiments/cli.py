@@ -19,7 +19,9 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-USER_ERRORS = (ValueError, TypeError, OSError)
+from ..errors import ExportError
+
+USER_ERRORS = (ValueError, TypeError, OSError, ExportError)
 
 # The README's main job: CNN and ST-CNN on RTS from the embedded 4,000 / 1,000 real digits.
 QUICKSTART = {"task": "rts", "limit": 4000, "test_limit": 1000, "epochs": 12, "batch_size": 64,

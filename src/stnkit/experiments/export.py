@@ -116,15 +116,12 @@ def add_command(sub: Any) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """``stnkit export``: prints where the file went and how close it is to PyTorch."""
-    from ..errors import ExportError
-    from .cli import UserError, _recover
+    from .train.rundir import recover
 
-    _recover(args.run)
-    try:
-        r = export_run(args.run, args.format, args.out, data_dir=args.data_dir, batch_size=args.batch_size,
-                       opset=args.opset)
-    except ExportError as err:
-        raise UserError(str(err)) from err
+    run = Path(args.run)
+    recover(run.parent if run.suffix == ".pt" else run)  # a run a killed --overwrite set aside (rundir rule)
+    r = export_run(args.run, args.format, args.out, data_dir=args.data_dir, batch_size=args.batch_size,
+                   opset=args.opset)  # ExportError: one line, like the other user errors (cli.USER_ERRORS)
     error = f", {r['scored_on']} error {r['metrics']['error']:.2f}%" if "error" in r["metrics"] else ""
     print(f"wrote {r['path']} ({r['format']}); on {r['n']} {r['scored_on']} images the exported model's largest "
           f"output difference is {r['max_diff']:.2e}, its predictions agree {r['agreement']:.2f}%{error}")

@@ -11,6 +11,7 @@ from typing import Any
 from .. import transforms
 from . import data
 from .models import count_parameters, create_model, describe_model, list_models
+from .models.network import MODELS
 from .tasks import TASKS, headline
 
 
@@ -58,5 +59,7 @@ def _accepted(tasks: dict[str, Any], label: str, model: str) -> bool:
 
 
 def _count_parameters(model: str, in_shape: tuple[int, ...], num_classes: int) -> int:
+    families = getattr(MODELS.get(model), "families", None)  # models tied to a family (coloc-st: attention)
     return count_parameters(create_model(model, in_shape=in_shape, num_classes=num_classes,
+                                         transform=families[0] if families else "affine",
                                          downsample=max(in_shape[1:]) > 28))

@@ -8,6 +8,9 @@
 * :class:`DistortedDigits`: a distorted split served in batches (fresh draws each epoch, a fixed
   test set, DDP rank chunks);
 * :func:`load_npz` / :func:`fit_to_size`: users' own evaluation data;
+* :class:`LoadedData`, :class:`ImageFiles`, :class:`RandomCrop`, :class:`CenterCrop`
+  (:mod:`.loading`): file-based data sets through ``torch.utils.data`` (workers, pinned memory,
+  explicit generators, rank split, mid-epoch resume);
 * :func:`read_idx` / :func:`write_idx`: the IDX file format.
 
 Example:
@@ -27,10 +30,12 @@ from .distortions import Distortion, get_distortion, index_params, list_distorti
 from .download import ChecksumError, DownloadError
 from .embedded import EmbeddedDataError
 from .idx import read_idx, write_idx
+from .loading import CenterCrop, ImageFiles, LoadedData, RandomCrop
 from .npz import fit_to_size, load_npz
 from .sources import DataNotFoundError, Digits, WrongDataSetError, cache_dir, list_sources, load_digits
 
 __all__ = [
+    "CenterCrop",
     "ChecksumError",
     "DataNotFoundError",
     "Digits",
@@ -38,6 +43,9 @@ __all__ = [
     "DistortedDigits",
     "DownloadError",
     "EmbeddedDataError",
+    "ImageFiles",
+    "LoadedData",
+    "RandomCrop",
     "TEST_SEED",
     "WrongDataSetError",
     "cache_dir",

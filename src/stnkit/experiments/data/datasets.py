@@ -162,13 +162,7 @@ class DistortedDigits:
             ``x`` float32 ``(n, C, H, W)`` in [0, 1] and ``y`` int64 ``(n,)``.
         """
         _check_int("epoch", epoch)
-        check_positive_int("batch_size", batch_size)
-        check_positive_int("world_size", world_size)
-        if not isinstance(rank, int) or isinstance(rank, bool) or not 0 <= rank < world_size:
-            raise ValueError(f"rank: expected an int in [0, {world_size - 1}] (world_size={world_size}), got {rank!r}")
-        if batch_size % world_size:
-            raise ValueError(f"batch_size: expected a multiple of world_size={world_size} so every rank gets an "
-                             f"equal share of each global batch, got {batch_size}")
+        check_rank_split(batch_size, rank, world_size)
         if self.split == "train":
             generator = torch.Generator().manual_seed(derive_seed("train", self.seed, epoch))
             plan = self._plan(generator, shuffle=True)
@@ -183,6 +177,22 @@ class DistortedDigits:
                 yield self._make(*plan, positions)
             else:
                 yield test_x[positions], test_y[positions]
+
+
+def check_rank_split(batch_size: int, rank: int, world_size: int) -> None:
+    """Checks a rank's place and the global batch it shares: ``0 <= rank < world_size`` and
+    ``batch_size`` a multiple of ``world_size`` (every rank an equal share of each global batch).
+
+    Raises:
+        ValueError: naming the argument.
+    """
+    check_positive_int("batch_size", batch_size)
+    check_positive_int("world_size", world_size)
+    if not isinstance(rank, int) or isinstance(rank, bool) or not 0 <= rank < world_size:
+        raise ValueError(f"rank: expected an int in [0, {world_size - 1}] (world_size={world_size}), got {rank!r}")
+    if batch_size % world_size:
+        raise ValueError(f"batch_size: expected a multiple of world_size={world_size} so every rank gets an "
+                         f"equal share of each global batch, got {batch_size}")
 
 
 def _check_int(name: str, value: object) -> int:

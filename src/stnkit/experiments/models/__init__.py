@@ -4,7 +4,7 @@ Example:
     >>> import torch
     >>> from stnkit.experiments.models import create_model, list_models
     >>> list_models()
-    ['2xst-cnn', '2xst-fcn', 'cnn', 'fcn', 'st-cnn', 'st-fcn']
+    ['2xst-cnn', '2xst-fcn', 'cnn', 'coloc-st', 'fcn', 'st-cnn', 'st-fcn']
     >>> model = create_model("st-cnn", in_shape=(1, 42, 42), num_classes=10, downsample=True)
     >>> model(torch.rand(2, 1, 42, 42)).shape
     torch.Size([2, 10])
@@ -22,7 +22,7 @@ from torch import nn
 
 from ..._validate import check_positive_int
 from ...transforms import list_transforms
-from . import multidigit, zoo  # noqa: F401  (register the paper's models)
+from . import coloc, multidigit, zoo  # noqa: F401  (register the paper's models)
 from .network import BACKBONES, MODELS, TransformerClassifier, conv_classifier, fc_classifier
 
 _REGISTRY = MODELS

@@ -6,12 +6,13 @@ this ``__init__`` imports the task modules, which register themselves.
 Example:
     >>> from stnkit.experiments.tasks import list_tasks
     >>> list_tasks()
-    ['addition', 'e', 'mnist-sequences', 'mnist-sequences-128', 'none', 'p', 'r', 'rts', 'svhn', 'svhn-128', 't', 'tc']
+    ['addition', 'coloc', 'coloc-tc', 'cub', 'e', 'mnist-sequences', 'mnist-sequences-128', 'none', 'p', 'r', 'rts',
+     'svhn', 'svhn-128', 't', 'tc']
 """
 
 from __future__ import annotations
 
-from . import digits, sequences, svhn  # noqa: F401  (register r, ..., none; mnist-sequences(-128); svhn(-128))
+from . import coloc, cub, digits, sequences, svhn  # noqa: F401  (coloc, coloc-tc, cub; r ... none; mnist-sequences(-128), svhn(-128))
 from .base import TASKS, EpochData, Metric, StepResult, Task, get_task, headline, list_tasks, register_task
 from .digits import DigitTask, classification_error
 

@@ -105,6 +105,8 @@ class Task(ABC):
     paper: ClassVar[dict[tuple[str, str | None], float]] = {}
     #: Where :attr:`paper` comes from (table or section of the paper).
     paper_source: ClassVar[str] = ""
+    #: Names the task accepts in the config's ``task_options`` (none by default).
+    options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, *, digits: str = "mnist", data_dir: str | None = None, download: bool = False,
                  seed: int = 0, limit: int | None = None, test_limit: int | None = None) -> None:
@@ -164,6 +166,10 @@ class Task(ABC):
     def evaluate(self, model: nn.Module, batches: Iterable[Batch],
                  device: torch.device | str | None = None) -> dict[str, Any]:
         """``{metric name: value, ..., "n": samples}`` of ``model`` (eval mode) over ``batches``."""
+
+    def prepare_model(self, model: nn.Module) -> None:
+        """Called by the trainer on a fresh model before training (not on resume): e.g. pretrains a
+        frozen part (co-localisation's encoder). Default: nothing."""
 
     # -- the paper -----------------------------------------------------------------------------------
     @classmethod

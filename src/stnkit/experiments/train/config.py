@@ -55,6 +55,7 @@ class TrainConfig:
     downsample: bool | None = _f(None, "2x average pool after the ST (default: on for inputs larger than 28x28)")
     transform_options: dict = _f({}, "transform family options as JSON, e.g. '{\"grid_size\": 4}'")
     model_options: dict = _f({}, "model options as JSON, e.g. '{\"channels\": [32, 64]}'")
+    task_options: dict = _f({}, "task options as JSON, e.g. '{\"classes\": [3]}' (coloc)")
     # data
     data_dir: str | None = _f(None, "directory with the IDX files (default: $STNKIT_DATA_DIR, cache, embedded sample)")
     download: bool = _f(False, "download the digits into the cache if missing")
@@ -83,6 +84,10 @@ class TrainConfig:
                           "spatial transformers still warp in float32 (speed-up not yet measured on this CPU)")
     channels_last: bool = _f(False, "channels-last memory format for the model and its inputs "
                                     "(speed-up not yet measured on this CPU)")
+    num_workers: int = _f(0, "DataLoader worker processes per rank for file-based data (0: load in the main "
+                             "process; the digit tasks draw their batches in place and ignore it)")
+    checkpoint_every: int | None = _f(None, "also save a checkpoint every N iterations, mid-epoch (a resumed run "
+                                            "continues at the same batch; default: at each epoch's end only)")
     # deprecated: the old name of `task` (accepted, with a FutureWarning)
     dataset: InitVar[str | None] = None
 
@@ -142,16 +147,21 @@ class TrainConfig:
         task = get_task(self.task)
         if not task.accepts(self.model):
             raise ValueError(f"model: task {self.task!r} accepts {', '.join(task.models)}; got {self.model!r}")
+        unknown = sorted(set(self.task_options) - set(task.options))
+        if unknown:
+            raise ValueError(f"task_options: task {self.task!r} accepts {', '.join(task.options) or 'no options'}; "
+                             f"got {', '.join(unknown)}")
         _choice("digits", self.digits, data.list_sources())
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("device", self.device, DEVICES)
         for name in ("epochs", "batch_size", "eval_batch_size"):
             _at_least(name, getattr(self, name), 1)
-        for name in ("limit", "test_limit", "lr_step", "threads"):
+        for name in ("limit", "test_limit", "lr_step", "threads", "checkpoint_every"):
             if getattr(self, name) is not None:
                 _at_least(name, getattr(self, name), 1)
         _at_least("warmup_iterations", self.warmup_iterations, 0)
+        _at_least("num_workers", self.num_workers, 0)
         _at_least("seed", self.seed, 0)
         _positive("lr", self.lr)
         _positive("loc_lr_mult", self.loc_lr_mult, allow_zero=True)

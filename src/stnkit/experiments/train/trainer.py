@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ...errors import NonFiniteThetaError, raise_pending
+from ..data.loading import batches_from, configure_loading
 from ..models import count_parameters
 from . import checkpoint as ckpt
 from . import distributed
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 
 # Settings that may change when a run is resumed; anything else would change the result.
 RESUMABLE_CHANGES = {"epochs", "device", "threads", "data_dir", "download", "eval_batch_size", "compile", "amp",
-                     "channels_last"}
+                     "channels_last", "num_workers", "checkpoint_every"}
 
 __all__ = ["Trainer", "TrainingDiverged", "build_model", "train", "RESUMABLE_CHANGES"]
 
@@ -87,6 +88,8 @@ class Trainer:
         if env.distributed and not env.is_main:
             distributed.barrier(env)  # rank 0 downloads/caches first
         self.train_set, self.test_set = self.task.train_data(), self.task.eval_data()
+        for data in (self.train_set, self.test_set):  # file-based data loads through a DataLoader
+            configure_loading(data, num_workers=cfg.num_workers, pin_memory=env.device.type == "cuda")
         if env.distributed and env.is_main:
             distributed.barrier(env)
         self.in_shape, self.num_classes = tuple(self.task.in_shape), self.task.num_outputs
@@ -102,6 +105,8 @@ class Trainer:
         self.resumed = saved is not None
         if saved is not None:
             self._restore(saved)
+        else:
+            self.task.prepare_model(self.model)  # e.g. pretrains a frozen encoder (co-localisation)
         self.net: nn.Module = self.model
         if env.distributed:
             ids = [env.device.index] if env.device.type == "cuda" else None
@@ -132,6 +137,10 @@ class Trainer:
 
     def _nonfinite_parameter(self) -> str | None:
         return next((name for name, p in self.model.named_parameters() if not bool(torch.isfinite(p).all())), None)
+
+    def _may_save(self) -> bool:
+        """Whether a checkpoint may be written now (finite weights; not an overwrite before its first epoch)."""
+        return self._nonfinite_parameter() is None and self.rundir.keeps_new_run
 
     @property
     def checkpoint_path(self) -> Path:
@@ -180,7 +189,7 @@ class Trainer:
                     self._end_epoch()
         except KeyboardInterrupt:
             # rundir: an overwrite stopped before its first epoch puts the old run back; nothing to resume
-            if main and not self._updating and self._nonfinite_parameter() is None and self.rundir.keeps_new_run:
+            if main and not self._updating and self._may_save():
                 self._save()
                 log.warning("interrupted: checkpoint saved at epoch %d, batch %d in %s; continue with resume "
                             "(stnkit train --resume --out %s)", self.state.epoch, self.state.batch,
@@ -214,10 +223,10 @@ class Trainer:
         try:
             start = time.perf_counter()
             seconds_before = state.partial.seconds
-            batches = self.train_set.batches(state.epoch, cfg.batch_size, env.rank, env.world_size)
-            for i, batch in enumerate(batches):
-                if i < state.batch:
-                    continue  # done before the interruption we resume from
+            # a resumed run skips the batches done before the interruption (same order, same draws)
+            batches = batches_from(self.train_set, state.epoch, cfg.batch_size, env.rank, env.world_size,
+                                   start=state.batch)
+            for i, batch in enumerate(batches, start=state.batch):
                 result, reason = self._step(self._to_device(batch))
                 names = sorted(result.sums)
                 bad, n, stopping, loss_all, *sums_all = distributed.all_reduce_sum(
@@ -238,6 +247,9 @@ class Trainer:
                 seconds = seconds_before + time.perf_counter() - start
                 state.partial = state.partial.added(loss_all, n, dict(zip(names, sums_all)), seconds)
                 self._updating = False
+                if env.is_main and cfg.checkpoint_every and state.iteration % cfg.checkpoint_every == 0 \
+                        and self._may_save():
+                    self._save()  # mid-epoch: a resumed run continues at the next batch
                 if env.is_main:
                     call(self.callbacks, "on_batch_end", self, lr)
                     call(self.callbacks, "on_step_end", self.model, state.iteration, loss_all / n)

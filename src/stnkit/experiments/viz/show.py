@@ -87,6 +87,23 @@ def sample_test_images(config: Any, n: int, seed: int = 0) -> Tensor:
     return torch.cat(chosen)  # (n, C, H, W)
 
 
+def sample_boxed(task: Any, n: int, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """``n`` images of what ``task`` is scored on (chosen with ``seed``) and their true boxes, for
+    tasks whose evaluation batches are ``(x, boxes, ...)``."""
+    data = task.eval_data()
+    wanted = pick(len(data), n, seed)
+    images, boxes, start = [], [], 0
+    for batch in data.batches(0, 1000):
+        x, b = batch[0], batch[1]  # (m, C, H, W), (m, 4)
+        local = wanted[(wanted >= start) & (wanted < start + x.shape[0])] - start
+        images.append(x[local])
+        boxes.append(b[local])
+        start += x.shape[0]
+        if len(wanted) == 0 or start > int(wanted[-1]):
+            break
+    return torch.cat(images), torch.cat(boxes)
+
+
 def npz_images(path: str | Path, in_shape: tuple[int, ...], n: int, seed: int = 0) -> Tensor:
     """``n`` images of a user's ``.npz`` file, fitted to the model's input ``(C, H, W)``."""
     from ..data import fit_to_size, load_npz
@@ -121,6 +138,15 @@ def show_run(run: str | Path, out: str | Path, *, npz: str | Path | None = None,
     check_positive_int("n", n)
     model, config = load_run(run)
     in_shape = tuple(getattr(model, "in_shape", ()))
+    if npz is None and callable(getattr(model, "boxes", None)):  # localisation (co-localisation): boxes
+        from ..train import make_task
+        from .boxes import plot_boxes
+
+        images, true = sample_boxed(make_task(config), n, seed)
+        with torch.no_grad():
+            predicted = model.boxes(images)
+        fig = plot_boxes(images, predicted, true, title=f"{run_title(config)}: predicted (solid) and true (dashed) box")
+        return save_figure(fig, out)
     if npz is not None:
         images, source = npz_images(npz, in_shape, n, seed), Path(npz).name
     else:

@@ -1,0 +1,203 @@
+"""Co-localisation (the paper's appendix): find the digit shared by a set of images without any box.
+
+``coloc`` (plain) and ``coloc-tc`` (cluttered): 84x84 images each holding one MNIST digit of the
+run's class at a random position (:class:`~stnkit.experiments.data.coloc.ColocImages`, 100 per
+class). The model ``coloc-st`` (an attention transformer and a frozen Table 1 digit CNN as encoder,
+:mod:`stnkit.experiments.models.coloc`) is trained only with the triplet hinge loss
+(:func:`.boxes.triplet_hinge_loss`, margin 1): the crops of two images of one class should embed
+closer than a crop and a random window of its own image. It is scored, as in the paper, on the
+very images it trained on, with the true boxes it never saw: a hit is an IoU above 0.5; the hit
+rate is reported on average and per class (``hit_rate_<class>``).
+
+Options (``task_options`` of the config): ``classes`` (default all ten; the paper runs one class
+per run, e.g. ``{"classes": [3]}``; several classes train one shared transformer whose pairs stay
+within a class), ``per_class`` (100), ``encoder_steps`` (steps of the encoder's pretraining).
+
+The encoder is pretrained on MNIST's training digits before the first step
+(:meth:`Colocalisation.prepare_model`: Adam, batch 128, ``encoder_steps`` steps, a generator seeded
+by the run's seed; about a minute of one CPU thread) and cached in the data cache
+(``$STNKIT_CACHE_DIR``), or loaded from a ``cnn`` run with the model option
+``{"encoder": "runs/cnn-mnist"}``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..._io import atomic_open
+from ...functional import warp
+from ..data import derive_seed, load_digits
+from ..data.coloc import ColocEval, ColocImages
+from .base import Batch, Metric, StepResult, Task, register_task
+from .boxes import attention_boxes, box_iou, triplet_hinge_loss
+
+log = logging.getLogger(__name__)
+ENCODER_STEPS = 300
+
+
+@register_task
+class Colocalisation(Task):
+    """Co-localisation of one digit class without box labels (see the module docs)."""
+
+    name = "coloc"
+    title = "co-localisation: one digit class on 84x84, no boxes (triplet loss)"
+    metrics: ClassVar[tuple[Metric, ...]] = (Metric("hit_rate", lower_is_better=False), Metric("iou", False, ""))
+    scored_on: ClassVar[str] = "train"
+    models: ClassVar[tuple[str, ...]] = ("coloc-st",)
+    options: ClassVar[tuple[str, ...]] = ("classes", "per_class", "encoder_steps")
+    recipe: ClassVar[dict[str, Any]] = {"model": "coloc-st", "transform": "attention", "optimizer": "adam",
+                                        "lr": 1e-3, "schedule": "constant", "batch_size": 20, "epochs": 60}
+    pictures: ClassVar[str] = "each image with the predicted box (the transformer's window) and the true box"
+    paper = {("coloc-st", "attention"): 100.0}
+    paper_source = "appendix (co-localisation, hit rate at IoU > 0.5)"
+    clutter: ClassVar[bool] = False
+
+    def __init__(self, *, classes: Iterable[int] = tuple(range(10)), per_class: int = 100,
+                 encoder_steps: int = ENCODER_STEPS, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.classes, self.per_class = list(classes), per_class
+        if not isinstance(encoder_steps, int) or isinstance(encoder_steps, bool) or encoder_steps < 1:
+            raise ValueError(f"encoder_steps: expected an int >= 1, got {encoder_steps!r}")
+        self.encoder_steps = encoder_steps
+        self._train: ColocImages | None = None
+
+    @classmethod
+    def from_config(cls, config: Any, *, data_dir: str | None = None) -> "Task":
+        options = dict(getattr(config, "task_options", None) or {})
+        unknown = sorted(set(options) - set(cls.options))
+        if unknown:
+            raise ValueError(f"task_options: task {cls.name!r} accepts {', '.join(cls.options)}; got {', '.join(unknown)}")
+        return cls(digits=config.digits, data_dir=data_dir or config.data_dir, download=config.download,
+                   seed=config.seed, limit=config.limit, test_limit=config.test_limit, **options)
+
+    @property
+    def in_shape(self) -> tuple[int, int, int]:
+        return (1, 84, 84)
+
+    @property
+    def num_outputs(self) -> int:
+        return 10  # the encoder's classes
+
+    def train_data(self) -> ColocImages:
+        """The run's images (drawn once from the seed); each epoch reshuffles them and draws new
+        random negative crops from ``(seed, epoch)``."""
+        if self._train is None:
+            self._train = ColocImages(self.classes, self.per_class, self.clutter, name=self.digits,
+                                      data_dir=self.data_dir, download=self.download, seed=self.seed,
+                                      limit=self.limit)
+        return self._train
+
+    def eval_data(self) -> ColocEval:
+        """The training images themselves, in order (the paper scores co-localisation on them)."""
+        return ColocEval(self.train_data())
+
+    def data_info(self) -> dict[str, Any]:
+        return {"data_source": self.train_data().source, "classes": self.classes, "clutter": self.clutter}
+
+    # -- training and scoring ------------------------------------------------------------------------
+    def step(self, model: nn.Module, batch: Batch) -> StepResult:
+        x, boxes, labels, negatives = batch
+        crops, theta = model.st(x, return_theta=True)  # (n, 1, crop, crop), (n, 3)
+        random_crops = warp(x, negatives.to(x.dtype), "attention", crops.shape[2:])  # (n, 1, crop, crop)
+        loss = triplet_hinge_loss(model.embed(crops), model.embed(random_crops), labels).sum()
+        with torch.no_grad():  # monitoring only: the true boxes never reach the loss
+            iou = box_iou(attention_boxes(theta.detach(), x.shape[2:]), boxes.to(x.dtype))
+        return StepResult(loss, len(labels), {"hits": float((iou > 0.5).sum()), "iou": float(iou.sum())})
+
+    def train_metrics(self, sums: dict[str, float], count: float) -> dict[str, float]:
+        count = max(count, 1)
+        return {"hit_rate": 100 * sums.get("hits", 0.0) / count, "iou": sums.get("iou", 0.0) / count}
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, batches: Iterable[Batch],
+                 device: torch.device | str | None = None) -> dict[str, Any]:
+        """``{"hit_rate": %, "iou": mean IoU, "hit_rate_<class>": % per class, "n": images}``."""
+        was_training = model.training
+        model.eval()
+        ious, labels = [], []
+        try:
+            for x, boxes, y, _ in batches:
+                x = x.to(device) if device is not None else x
+                ious.append(box_iou(model.boxes(x).cpu().double(), boxes.double()))
+                labels.append(y)
+        finally:
+            model.train(was_training)
+        if not ious:
+            raise ValueError("batches: expected at least one image to evaluate, got none")
+        iou, label = torch.cat(ious), torch.cat(labels)
+        result: dict[str, Any] = {"hit_rate": 100 * float((iou > 0.5).double().mean()), "iou": float(iou.mean()),
+                                  "n": len(iou)}
+        for c in sorted(set(label.tolist())):
+            result[f"hit_rate_{c}"] = 100 * float((iou[label == c] > 0.5).double().mean())
+        return result
+
+    @classmethod
+    def paper_value(cls, model: str, transform: str | None, digits: str = "mnist") -> float | None:
+        """The paper's hit rate (%) for ``model`` (its transform is always the attention)."""
+        return cls.paper.get((model, "attention")) if digits == "mnist" else None
+
+    # -- the encoder ----------------------------------------------------------------------------------
+    def prepare_model(self, model: nn.Module) -> None:
+        """Pretrains the model's frozen encoder on MNIST's training digits unless it is ready
+        (loaded from a run or a checkpoint); cached in ``cache_dir()``."""
+        if bool(getattr(model, "encoder_ready", True)):
+            return
+        from ..data import cache_dir
+
+        encoder = model.encoder
+        shapes = "-".join(str(p.shape[0]) for p in encoder.parameters() if p.dim() == 4)
+        path = cache_dir() / f"coloc-encoder-{self.digits}-c{shapes}-s{self.seed}-n{self.encoder_steps}.pt"
+        try:
+            encoder.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            log.info("co-localisation: encoder loaded from %s", path)
+        except (OSError, RuntimeError, ValueError):
+            pretrain_encoder(encoder, load_digits(self.digits, "train", data_dir=self.data_dir, download=self.download),
+                             self.encoder_steps, torch.Generator().manual_seed(derive_seed("coloc-encoder", self.seed)))
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_open(path) as f:
+                    torch.save(encoder.state_dict(), f)
+            except OSError as err:  # a read-only cache only costs the next run a minute
+                log.warning("co-localisation: could not cache the encoder in %s (%s)", path, err)
+        model.encoder_ready.fill_(True)
+
+
+def pretrain_encoder(encoder: nn.Module, digits: Any, steps: int, generator: torch.Generator,
+                     batch_size: int = 128, lr: float = 1e-3) -> float:
+    """Trains ``encoder`` (a digit classifier on ``(N, 1, 28, 28)``) with Adam and cross-entropy on
+    random batches of ``digits``, keeps it frozen, and returns the last batch's accuracy (%)."""
+    params = list(encoder.parameters())
+    encoder.requires_grad_(True)
+    optimizer = torch.optim.Adam(params, lr=lr)
+    correct = 0.0
+    try:
+        with torch.enable_grad():
+            for _ in range(steps):
+                index = torch.randint(len(digits.labels), (batch_size,), generator=generator)
+                x = digits.images[index].unsqueeze(1).to(params[0]).div(255)  # (b, 1, 28, 28)
+                logits = encoder(x)
+                loss = F.cross_entropy(logits, digits.labels[index].to(logits.device))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                correct = float((logits.argmax(1).cpu() == digits.labels[index]).float().mean())
+    finally:
+        encoder.requires_grad_(False)
+    log.info("co-localisation: encoder pretrained, %d steps, last batch accuracy %.1f%%", steps, 100 * correct)
+    return 100 * correct
+
+
+@register_task
+class ColocalisationCluttered(Colocalisation):
+    """Co-localisation on cluttered images (sixteen 6x6 patches of training digits)."""
+
+    name = "coloc-tc"
+    title = "co-localisation, cluttered: sixteen 6x6 patches of other digits"
+    clutter = True
+    paper = {}  # the appendix gives 75-93% depending on the class, no single number
+    paper_source = "appendix (co-localisation with clutter: 75-93% hit rate depending on the class)"

@@ -1,0 +1,101 @@
+"""CUB-200-2011 bird classification (the paper's Table 3), read by :mod:`stnkit.experiments.data.cub`.
+
+The data cannot be downloaded on this project's machines; ``stnkit train --task cub --data-dir
+DIR [--download]`` runs it where it can. Options (``task_options``): ``size`` (crop side, 224 or
+448), ``resize`` (shorter side before cropping, default ``size * 8 // 7``), ``workers``
+(``DataLoader`` processes decoding the JPEGs, default 4).
+
+TODO(issue 10 item 1, branch ``attention``): the paper's models are parallel attention
+transformers (2xST-CNN, 4xST-CNN) over an ImageNet-pretrained backbone. Until that model lands,
+the task trains the plain ``cnn`` backbone; add the parallel-attention model names to
+:attr:`Cub.models`, the Table 3 numbers to :attr:`Cub.paper` under those names, and their configs
+(``configs/table3_*.json``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.cub import NUM_CLASSES, CubData, CubImages, find_cub
+from .base import Batch, Metric, StepResult, Task, register_task
+from .digits import classification_error
+
+#: Table 3 (accuracy %, the paper's Inception-BN models), for when the attention models exist.
+TABLE3 = {"CNN 224px": 82.3, "2xST-CNN 224px": 83.1, "2xST-CNN 448px": 83.9, "4xST-CNN 448px": 84.1}
+
+
+@register_task
+class Cub(Task):
+    """CUB-200-2011: 200 species, 5,994 training / 5,794 test images, scored by accuracy."""
+
+    name = "cub"
+    title = "CUB-200-2011 birds (Table 3), 200 species"
+    metrics: ClassVar[tuple[Metric, ...]] = (Metric("accuracy", lower_is_better=False), Metric("error"))
+    scored_on: ClassVar[str] = "test"
+    models: ClassVar[tuple[str, ...]] = ("cnn",)  # TODO(attention): the parallel attention models
+    options: ClassVar[tuple[str, ...]] = ("size", "resize", "workers")
+    recipe: ClassVar[dict[str, Any]] = {"model": "cnn", "optimizer": "sgd", "lr": 0.01, "momentum": 0.9,
+                                        "weight_decay": 1e-5, "batch_size": 64, "epochs": 30, "schedule": "cosine",
+                                        "eval_batch_size": 64}
+    pictures: ClassVar[str] = "test birds, each head's crop box on the input (attention models) and the true box"
+    paper: ClassVar[dict[tuple[str, str | None], float]] = {}  # TODO(attention): TABLE3 under the model names
+    paper_source = "Table 3 (accuracy %): " + ", ".join(f"{k} {v}" for k, v in TABLE3.items())
+
+    def __init__(self, *, size: int = 224, resize: int | None = None, workers: int = 4, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.size, self.resize, self.workers = size, resize, workers
+        self._data: dict[str, CubData] = {}
+
+    @classmethod
+    def from_config(cls, config: Any, *, data_dir: str | None = None) -> "Task":
+        return cls(digits=config.digits, data_dir=data_dir or config.data_dir, download=config.download,
+                   seed=config.seed, limit=config.limit, test_limit=config.test_limit,
+                   **dict(getattr(config, "task_options", None) or {}))
+
+    @property
+    def in_shape(self) -> tuple[int, int, int]:
+        return (3, self.size, self.size)
+
+    @property
+    def num_outputs(self) -> int:
+        return NUM_CLASSES
+
+    def _split(self, split: str, limit: int | None) -> CubData:
+        if split not in self._data:
+            folder = find_cub(self.data_dir, self.download)
+            images = CubImages(folder, split, self.size, self.resize, seed=self.seed, limit=limit)
+            self._data[split] = CubData(images, self.workers)
+        return self._data[split]
+
+    def train_data(self) -> CubData:
+        """Training images, random crop + flip from ``(seed, epoch, index)``."""
+        return self._split("train", self.limit)
+
+    def eval_data(self) -> CubData:
+        """Test images, centre crop."""
+        return self._split("test", self.test_limit or self.limit)
+
+    def data_info(self) -> dict[str, Any]:
+        return {"data_source": str(self.train_data().images.folder)}
+
+    def step(self, model: nn.Module, batch: Batch) -> StepResult:
+        x, y = batch[0], batch[1]  # batch[2], the boxes, is for scoring localisation only
+        logits = model(x)  # (n, 200)
+        loss = F.cross_entropy(logits, y, reduction="sum")
+        return StepResult(loss, len(y), {"correct": float((logits.argmax(1) == y).sum())})
+
+    def train_metrics(self, sums: dict[str, float], count: float) -> dict[str, float]:
+        accuracy = 100 * sums.get("correct", 0.0) / max(count, 1)
+        return {"accuracy": accuracy, "error": 100 - accuracy}
+
+    def evaluate(self, model: nn.Module, batches: Iterable[Batch],
+                 device: torch.device | str | None = None) -> dict[str, Any]:
+        return classification_error(model, ((b[0], b[1]) for b in batches), device)
+
+    @classmethod
+    def paper_value(cls, model: str, transform: str | None, digits: str = "mnist") -> float | None:
+        return cls.paper.get((model, transform))
