@@ -246,3 +246,19 @@ def test_docstring_examples():
 
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_table2_configs_pin_the_svhn_recipe():
+    from pathlib import Path
+
+    from stnkit.experiments.train.config import read_config_file
+
+    paths = sorted((Path(__file__).resolve().parents[2] / "configs").glob("table2_*.json"))
+    assert len(paths) == 6  # CNN, ST-CNN Single, ST-CNN Multi x 64px, 128px
+    for path in paths:
+        written = read_config_file(path)
+        assert {k: written[k] for k in ("optimizer", "lr", "weight_decay", "batch_size", "lr_step", "loc_lr_mult")} == {
+            "optimizer": "sgd", "lr": 0.01, "weight_decay": 5e-4, "batch_size": 128, "lr_step": 80_000,
+            "loc_lr_mult": 0.1}
+        assert written["task"] in ("svhn", "svhn-128") and written["model"] in SEQUENCE_MODELS
+        TrainConfig.from_dict(written).validate()

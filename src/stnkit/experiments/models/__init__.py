@@ -3,8 +3,9 @@
 Example:
     >>> import torch
     >>> from stnkit.experiments.models import create_model, list_models
-    >>> list_models()
-    ['2xst-cnn', '2xst-fcn', 'cnn', 'coloc-st', 'fcn', 'st-cnn', 'st-fcn']
+    >>> list_models()  # doctest: +NORMALIZE_WHITESPACE
+    ['2xst-cnn', '2xst-fcn', 'cnn', 'coloc-st', 'fcn', 'multidigit-cnn', 'st-cnn', 'st-cnn-multi',
+     'st-cnn-single', 'st-fcn']
     >>> model = create_model("st-cnn", in_shape=(1, 42, 42), num_classes=10, downsample=True)
     >>> model(torch.rand(2, 1, 42, 42)).shape
     torch.Size([2, 10])
