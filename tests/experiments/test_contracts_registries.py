@@ -26,6 +26,10 @@ def test_distortion_contract(name):
                         out_dtype=torch.float32))
 
 
+# Models for other inputs: (in_shape, num_classes, options); default (1, 28, 28), 10 classes.
+SETUPS = {name: ((1, 32, 32), 11, {"width": 0.0625}) for name in ("multidigit-cnn", "st-cnn-single", "st-cnn-multi")}
+
+
 @pytest.mark.parametrize("name", list_models())
 @pytest.mark.parametrize("transform", ["affine", "tps"])
 def test_model_contract(name, transform):
@@ -40,9 +44,10 @@ def test_model_contract(name, transform):
         pytest.skip("ic-st-cnn composes its warps: matrix families only (its refusal is tested in test_models_icstn)")
     torch.manual_seed(0)  # the models' default init draws from the global generator
     c = getattr(MODELS.get(name), "in_channels", 1)  # reg-unet: moving and fixed
-    model = create_model(name, in_shape=(c, 28, 28), num_classes=10, transform=transform).double().eval()
+    in_shape, classes, options = SETUPS.get(name, ((c, 28, 28), 10, {}))
+    model = create_model(name, in_shape=in_shape, num_classes=classes, transform=transform, **options).double().eval()
     check_contract(Case(f"model {name} ({transform})", model, lambda m, x: m(x),
-                        lambda g: (torch.rand(3, c, 28, 28, generator=g, dtype=torch.float64),)))
+                        lambda g: (torch.rand(3, *in_shape, generator=g, dtype=torch.float64),)))
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -52,9 +57,10 @@ def test_model_export_contract(name):
     families = getattr(MODELS.get(name), "families", None)  # models tied to families (coloc-st: attention)
     transform = families[0] if families else "projective" if "st" in name else "affine"
     c = getattr(MODELS.get(name), "in_channels", 1)  # reg-unet: moving and fixed
-    model = create_model(name, in_shape=(c, 42, 42), num_classes=10, transform=transform, downsample=True).eval()
+    in_shape, classes, options = SETUPS.get(name, ((c, 42, 42), 10, {"downsample": True}))
+    model = create_model(name, in_shape=in_shape, num_classes=classes, transform=transform, **options).eval()
     for st in model.spatial_transformers:  # random regression weights: theta depends on the input
         last = st.regression or [m for m in st.localisation.modules() if hasattr(m, "weight")][-1]  # no regression: the net's last layer
         torch.nn.init.normal_(last.weight, std=0.01)
     check_contract(Case(f"model {name} ({transform}) export", model, lambda m, x: m(x),
-                        lambda g: (torch.rand(3, c, 42, 42, generator=g),)), ("export",))
+                        lambda g: (torch.rand(3, *in_shape, generator=g),)), ("export",))

@@ -34,10 +34,21 @@ def data_dir(tmp_path_factory):
     return str(write_synthetic_mnist(tmp_path_factory.mktemp("digits"), n_train=48, n_test=24))
 
 
+SMALL_SEQUENCE = {"width": 0.0625, "dropout": 0.0}  # the multi-digit models at 1/16 width
+
+
 def _model(task: Task, name: str = "st-cnn") -> torch.nn.Module:
     torch.manual_seed(0)
+    name = name if task.accepts(name) else task.models[-1]
+    options = SMALL_CNN if name in ("cnn", "st-cnn") else SMALL_SEQUENCE
     return create_model(name, in_shape=task.in_shape, num_classes=task.num_outputs,
-                        downsample=max(task.in_shape[1:]) > 28, **SMALL_CNN).double().eval()
+                        downsample=max(task.in_shape[1:]) > 28, **options).double().eval()
+
+
+def _labels(task: Task, n: int, generator: torch.Generator) -> torch.Tensor:
+    """Random labels of ``n`` samples: ``(n,)``, or ``(n, positions)`` for multi-digit tasks."""
+    return torch.randint(0, task.num_outputs, (n, *((task.positions,) if hasattr(task, "positions") else ())),
+                         generator=generator)
 
 
 # -- the contract ----------------------------------------------------------------------------------
@@ -52,7 +63,7 @@ def test_task_contract(name):
 
     def make_inputs(g):
         x = torch.rand(3, *task.in_shape, generator=g, dtype=torch.float64)
-        return x, torch.randint(0, task.num_outputs, (3,), generator=g)
+        return x, _labels(task, 3, g)
 
     check_contract(Case(f"task {name}", task, step, make_inputs),
                    checks=("inplace", "dtype_device", "additive", "empty", "pickle", "determinism"))
@@ -84,7 +95,7 @@ def test_the_papers_numbers_are_the_tasks():
     assert get_task("t").paper_value("cnn", None) is None
 
 
-@pytest.mark.parametrize("name", DIGIT_TASKS)
+@pytest.mark.parametrize("name", DIGIT_TASKS + ["mnist-sequences", "mnist-sequences-128"])  # SVHN: test_svhn.py
 def test_task_data_per_epoch(name, data_dir):
     task = get_task(name)(data_dir=data_dir, seed=3, limit=10, test_limit=6)
 

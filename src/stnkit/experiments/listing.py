@@ -27,14 +27,15 @@ def print_list(params: bool = False) -> None:
                           for (m, t), v in task.paper.items())
         print(f"{name:<10} {c}x{h}x{w} -> {task.num_outputs} classes, {metric.name} {metric.unit} "
               f"({'lower' if metric.lower_is_better else 'higher'} is better) on the {task.scored_on} set; "
-              f"{task.title}" + (f"; paper ({task.paper_source}, MNIST): {paper}" if paper else ""))
+              f"{task.title}" + (f"; paper ({task.paper_source}, {getattr(task, 'paper_data', 'MNIST')}): {paper}" if paper else ""))
     print("\n# models (--model)" + ("" if params else "; parameter counts: stnkit list --params") + ":")
     setups = _parameter_setups(tasks) if params else {}
     if setups:
         print("# parameters with an affine ST, per input: " + "; ".join(setups))
     for name in list_models():
-        counts = "".join(f"{_count_parameters(name, *setup):>12,}" if _takes(name, setup[0]) else f"{'-':>12}"
-                         for setup in setups.values())
+        counts = "".join(f"{_count_parameters(name, *setup):>12,}"
+                         if _takes(name, setup[0]) and _accepted(tasks, label, name) else f"{'-':>12}"
+                         for label, setup in setups.items())
         print(f"{name:<10}{counts}  {describe_model(name).split(' Option')[0]}")
     print("\n# transform families (--transform):")
     for name in transforms.list_transforms():
@@ -57,6 +58,11 @@ def _takes(model: str, in_shape: tuple[int, ...]) -> bool:
     """Whether ``model`` takes inputs of ``in_shape`` (reg-unet: moving and fixed, 2 channels)."""
     channels = getattr(MODELS.get(model), "in_channels", None)
     return channels is None or channels == in_shape[0]
+
+
+def _accepted(tasks: dict[str, Any], label: str, model: str) -> bool:
+    """Whether a task of the setup ``label`` (``"r/p/e 1x28x28"``) trains ``model``."""
+    return any(tasks[name].accepts(model) for name in label.split(" ")[0].split("/"))
 
 
 def _count_parameters(model: str, in_shape: tuple[int, ...], num_classes: int) -> int:

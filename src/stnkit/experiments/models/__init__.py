@@ -3,8 +3,9 @@
 Example:
     >>> import torch
     >>> from stnkit.experiments.models import create_model, list_models
-    >>> list_models()
-    ['2xattn-cnn', '2xst-cnn', '2xst-fcn', '4xattn-cnn', 'cnn', 'coloc-st', 'down-cnn', 'fcn', 'ic-st-cnn', 'reg-unet', 'st-cnn', 'st-fcn']
+    >>> list_models()  # doctest: +NORMALIZE_WHITESPACE
+    ['2xattn-cnn', '2xst-cnn', '2xst-fcn', '4xattn-cnn', 'cnn', 'coloc-st', 'down-cnn', 'fcn', 'ic-st-cnn',
+     'multidigit-cnn', 'reg-unet', 'st-cnn', 'st-cnn-multi', 'st-cnn-single', 'st-fcn']
     >>> model = create_model("st-cnn", in_shape=(1, 42, 42), num_classes=10, downsample=True)
     >>> model(torch.rand(2, 1, 42, 42)).shape
     torch.Size([2, 10])
@@ -22,8 +23,8 @@ from torch import nn
 
 from ..._validate import check_positive_int
 from ...transforms import list_transforms
-from . import attention, backbones, coloc, icstn, registration, zoo  # noqa: F401  (register the models:
-# the paper's, parallel attention + controls, coloc-st, ic-st-cnn, reg-unet; resnet/torchvision/timm backbones)
+from . import attention, backbones, coloc, icstn, multidigit, registration, zoo  # noqa: F401  (register the
+# models: the paper's, parallel attention + controls, coloc-st, ic-st-cnn, multi-digit, reg-unet; backbones)
 from .network import BACKBONES, MODELS, TransformerClassifier, conv_classifier, fc_classifier
 
 _REGISTRY = MODELS
@@ -91,7 +92,7 @@ def create_model(
         raise ValueError(f"transform: expected one of {', '.join(list_transforms())}; got {transform!r}")
     accepted = [p for p in inspect.signature(factory).parameters
                 if p not in ("in_shape", "num_classes", "transform", "downsample", "transform_options", "options")]
-    if name.startswith(("st-", "2xst-")):
+    if name.startswith(("st-", "2xst-")) and factory.__module__ == zoo.__name__:
         accepted = ["hidden"] if name.endswith("fcn") else ["channels"]
     unknown = sorted(set(options) - set(accepted))
     if unknown:

@@ -5,14 +5,15 @@ this ``__init__`` imports the task modules, which register themselves.
 
 Example:
     >>> from stnkit.experiments.tasks import list_tasks
-    >>> list_tasks()
-    ['addition', 'coloc', 'coloc-tc', 'cub', 'e', 'none', 'p', 'parts', 'r', 'registration', 'rts', 't', 'tc']
+    >>> list_tasks()  # doctest: +NORMALIZE_WHITESPACE
+    ['addition', 'coloc', 'coloc-tc', 'cub', 'e', 'mnist-sequences', 'mnist-sequences-128', 'none', 'p', 'parts',
+     'r', 'registration', 'rts', 'svhn', 'svhn-128', 't', 'tc']
 """
 
 from __future__ import annotations
 
-from . import coloc, cub, digits, registration  # noqa: F401  (register coloc, coloc-tc, cub; r, rts, p, e, t, tc, addition, none; registration)
-from . import parts  # noqa: F401  (registers parts: parallel attention)
+from . import coloc, cub, digits, parts, registration, sequences, svhn  # noqa: F401  (coloc, coloc-tc, cub;
+# r ... none; parts; registration; mnist-sequences(-128), svhn(-128))
 from .base import TASKS, EpochData, Metric, StepResult, Task, get_task, headline, list_tasks, register_task
 from .digits import DigitTask, classification_error
 

@@ -62,6 +62,8 @@ def apply_transformers(model: nn.Module | Sequence[SpatialTransformer], images: 
         ValueError: for a 3-D (volume) transformer, which has no 2-D picture.
     """
     check_tensor("images", images, ndim=4, shape="(n, C, H, W)", floating=True)
+    if getattr(model, "transformers_in_series", False):  # e.g. st-cnn-multi: regions mapped back (series.py)
+        return _series_views(model, images, outline)  # type: ignore[arg-type]
     sts = list(model) if isinstance(model, (list, tuple)) else spatial_transformers(model)
     views: list[HeadView] = []
     total = sum(st.heads for st in sts)
@@ -84,6 +86,18 @@ def apply_transformers(model: nn.Module | Sequence[SpatialTransformer], images: 
             views.append(HeadView(out[:, h], theta[:, h].float().cpu(), _to_cpu(region),
                                   _label(s, h, len(sts), heads, total)))
     return views
+
+
+def _series_views(model: nn.Module, images: Tensor, outline: str) -> list[HeadView]:
+    from .series import series_regions
+
+    param = next(model.parameters(), None)
+    x = images if param is None else images.to(device=param.device, dtype=param.dtype)
+    with _EvalMode(model):
+        results = series_regions(model, x, outline)
+    return [HeadView(view.float().cpu(), theta.float().cpu(), _to_cpu(region),
+                     "output" if len(results) == 1 else f"ST {k + 1}")
+            for k, (view, theta, region) in enumerate(results)]
 
 
 def _to_cpu(region: SamplingRegion) -> SamplingRegion:
