@@ -15,6 +15,8 @@ CASES = [
     ("tps", {"fill": 0.5, "mode": "bicubic"}),
     # a field family: separable resize (4x4 field -> 8x8) and scaling and squaring
     ("velocity", {"transform_options": {"field_size": 4, "steps": 3}, "padding": "border"}),
+    ("piecewise_affine", {"transform_options": {"grid_size": 3}}),  # one GEMM against a barycentric basis
+    ("bspline", {"transform_options": {"grid_size": 4}, "fill": 0.25}),  # cached 1-D bases, one axis at a time
 ]
 
 
