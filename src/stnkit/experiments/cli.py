@@ -15,8 +15,9 @@ import os
 import sys
 import time
 import typing
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from ..errors import ExportError
 from .notices import one_line_warnings

@@ -13,7 +13,7 @@ forward map of a counter-clockwise turn by ``a`` is ``[[cos a, sin a], [-sin a, 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor

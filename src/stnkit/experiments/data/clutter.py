@@ -11,8 +11,15 @@ from torch import Tensor
 
 from ..._validate import check_positive_int
 from ._geometry import similarity_theta
-from .distortions import (SOURCE_SIZE, Distortion, Params, RotatedTranslatedScaled, _warp, check_range,
-                          register_distortion)
+from .distortions import (
+    SOURCE_SIZE,
+    Distortion,
+    Params,
+    RotatedTranslatedScaled,
+    _warp,
+    check_range,
+    register_distortion,
+)
 
 
 @register_distortion

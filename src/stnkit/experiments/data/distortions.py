@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import Any, Callable, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -40,13 +41,12 @@ from ..._registry import Registry
 from ..._validate import check_positive_int, check_tensor
 from ...functional import warp
 from ...transforms import Transform, get
-from ._geometry import (box_half_extent, homography_theta, similarity_theta, tps_theta,
-                        worst_box_half_extent)
+from ._geometry import box_half_extent, homography_theta, similarity_theta, tps_theta, worst_box_half_extent
 
 SOURCE_SIZE = (28, 28)
 Params = dict[str, Tensor]
 
-_REGISTRY: Registry[Callable[..., "Distortion"]] = Registry("distortion")
+_REGISTRY: Registry[Callable[..., Distortion]] = Registry("distortion")
 
 
 def register_distortion(obj: Any = None, *, name: str | None = None) -> Any:
@@ -59,7 +59,7 @@ def list_distortions() -> list[str]:
     return _REGISTRY.names()
 
 
-def get_distortion(name: str, **options: Any) -> "Distortion":
+def get_distortion(name: str, **options: Any) -> Distortion:
     """Builds the distortion ``name`` with its ``options`` (e.g. ``angle=(-30, 30)`` for ``r``)."""
     return _REGISTRY.get(name)(**options)
 
@@ -202,7 +202,7 @@ def index_params(params: Params, index: Tensor | slice) -> Params:
     return {key: value[index] for key, value in params.items()}
 
 
-def _warp(images: Tensor, theta: Tensor, family: "str | Transform", size: tuple[int, int],
+def _warp(images: Tensor, theta: Tensor, family: str | Transform, size: tuple[int, int],
           mode: str = "bilinear") -> Tensor:
     return warp(images, theta.to(images.dtype), family, size, mode=mode, check_finite=False)
 

@@ -10,8 +10,8 @@ import hashlib
 import logging
 import os
 import urllib.error
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ..._io import atomic_open
 

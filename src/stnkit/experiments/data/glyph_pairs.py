@@ -18,7 +18,7 @@ size or the number of ranks. The test split is drawn once from its own seed and 
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor

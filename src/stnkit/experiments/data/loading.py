@@ -36,8 +36,9 @@ Example:
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator, Sequence
 from itertools import islice
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor

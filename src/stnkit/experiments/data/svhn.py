@@ -25,8 +25,8 @@ import hashlib
 import io
 import logging
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch

@@ -16,7 +16,8 @@ Example:
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,6 +25,7 @@ from torch import nn
 from ..._validate import check_positive_int
 from ...transforms import list_transforms
 from . import attention, backbones, coloc, icstn, multidigit, registration, zoo  # noqa: F401  (register the
+
 # models: the paper's, parallel attention + controls, coloc-st, ic-st-cnn, multi-digit, reg-unet; backbones)
 from .network import BACKBONES, MODELS, TransformerClassifier, conv_classifier, fc_classifier
 

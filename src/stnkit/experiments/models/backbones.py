@@ -14,7 +14,8 @@ path), and load pretrained weights through that library's own mechanism (torchvi
 from __future__ import annotations
 
 import importlib
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from torch import Tensor, nn
 

@@ -8,7 +8,8 @@ composition. Matrix families only (the updates compose through the family's ``co
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ...iterative import IterativeSpatialTransformer
 from ...localisation import conv_localisation

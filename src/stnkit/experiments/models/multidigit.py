@@ -26,7 +26,7 @@ input's (see :func:`stnkit.experiments.viz.series_regions`).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import Tensor, nn
 

@@ -8,7 +8,7 @@ The building blocks are plain functions returning ``nn.Sequential``s; the module
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn

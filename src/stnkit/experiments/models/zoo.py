@@ -17,7 +17,8 @@ classifier is the same in every model of a column of Table 1.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from ...localisation import conv_localisation, fc_localisation
 from ...module import SpatialTransformer

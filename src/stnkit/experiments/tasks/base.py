@@ -24,8 +24,9 @@ Tasks register by class (the registry name is the class's ``name``); see :mod:`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterable, Iterator, Protocol
+from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -114,7 +115,7 @@ class Task(ABC):
         self.seed, self.limit, self.test_limit = seed, limit, test_limit
 
     @classmethod
-    def from_config(cls, config: Any, *, data_dir: str | None = None) -> "Task":
+    def from_config(cls, config: Any, *, data_dir: str | None = None) -> Task:
         """The task of a :class:`~stnkit.experiments.train.TrainConfig` (``data_dir`` overrides its own)."""
         return cls(digits=config.digits, data_dir=data_dir or config.data_dir, download=config.download,
                    seed=config.seed, limit=config.limit, test_limit=config.test_limit)

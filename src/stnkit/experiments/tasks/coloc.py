@@ -23,11 +23,12 @@ by the run's seed; about a minute of one CPU thread) and cached in the data cach
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar, Iterable
+from collections.abc import Iterable
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 
 from ..._io import atomic_open
 from ...functional import warp
@@ -67,7 +68,7 @@ class Colocalisation(Task):
         self._train: ColocImages | None = None
 
     @classmethod
-    def from_config(cls, config: Any, *, data_dir: str | None = None) -> "Task":
+    def from_config(cls, config: Any, *, data_dir: str | None = None) -> Task:
         options = dict(getattr(config, "task_options", None) or {})
         unknown = sorted(set(options) - set(cls.options))
         if unknown:

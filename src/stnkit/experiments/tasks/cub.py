@@ -13,7 +13,8 @@ paper's Inception-BN, which those libraries do not ship).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Iterable
+from collections.abc import Iterable
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -51,7 +52,7 @@ class Cub(Task):
         self._data: dict[str, CubData] = {}
 
     @classmethod
-    def from_config(cls, config: Any, *, data_dir: str | None = None) -> "Task":
+    def from_config(cls, config: Any, *, data_dir: str | None = None) -> Task:
         return cls(digits=config.digits, data_dir=data_dir or config.data_dir, download=config.download,
                    seed=config.seed, limit=config.limit, test_limit=config.test_limit,
                    **dict(getattr(config, "task_options", None) or {}))

@@ -19,7 +19,8 @@ Options (``task_options``): ``smooth`` (weight of the smoothness term, default 0
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Iterable
+from collections.abc import Iterable
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -69,7 +70,7 @@ class Registration(Task):
         self._test: DigitPairs | None = None
 
     @classmethod
-    def from_config(cls, config: Any, *, data_dir: str | None = None) -> "Task":
+    def from_config(cls, config: Any, *, data_dir: str | None = None) -> Task:
         options = dict(getattr(config, "task_options", None) or {})
         unknown = sorted(set(options) - set(cls.options))
         if unknown:

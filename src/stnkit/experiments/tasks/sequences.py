@@ -18,7 +18,8 @@ scale), offline on MNIST (or the embedded sample).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Iterable
+from collections.abc import Iterable
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F

@@ -40,7 +40,7 @@ class Svhn(SequenceTask):
         self._data: dict[str, Any] = {}
 
     @classmethod
-    def from_config(cls, config: Any, *, data_dir: str | None = None) -> "Svhn":
+    def from_config(cls, config: Any, *, data_dir: str | None = None) -> Svhn:
         """As :meth:`Task.from_config`; a model with ``length_head`` keeps the 6+ digit numbers as "more"."""
         task = super().from_config(config, data_dir=data_dir)
         task.keep_long = bool((config.model_options or {}).get("length_head", False))

@@ -7,11 +7,11 @@ Example:
 
 from __future__ import annotations
 
+from .build import build_model, make_task
 from .callbacks import Callback
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig, load_config
 from .evaluate import evaluate, evaluate_run, load_run
-from .build import build_model, make_task
 from .progress import ProgressBar
 from .state import EpochTotals, TrainState
 from .trainer import Trainer, TrainingDiverged, train

@@ -6,8 +6,9 @@ Any object with some of these methods is a callback (missing methods are skipped
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, Protocol
+from typing import Any, Protocol
 
 from torch import nn
 

@@ -7,8 +7,9 @@ the new complete file, never a partial one.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, IO
+from typing import IO, Any
 
 import torch
 

@@ -101,7 +101,7 @@ class TrainConfig:
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, values: dict[str, Any], *, where: str = "config") -> "TrainConfig":
+    def from_dict(cls, values: dict[str, Any], *, where: str = "config") -> TrainConfig:
         """Builds a config from ``values`` (unknown keys are refused); types are checked."""
         if not isinstance(values, dict):
             raise TypeError(f"{where}: expected a mapping of settings, got {type(values).__name__}")
@@ -119,7 +119,7 @@ class TrainConfig:
             raise ValueError(f"{where}: unknown setting(s) {', '.join(unknown)}; valid: {', '.join(names)}")
         return cls(**{k: _coerce(k, v, where) for k, v in values.items()})
 
-    def replace(self, **overrides: Any) -> "TrainConfig":
+    def replace(self, **overrides: Any) -> TrainConfig:
         """A copy with ``overrides`` applied (checked like :meth:`from_dict`)."""
         return TrainConfig.from_dict({**self.to_dict(), **overrides})
 
@@ -130,16 +130,16 @@ class TrainConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
 
     # -- checks -----------------------------------------------------------------------------------
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         """Checks names against the registries and numbers against their ranges.
 
         Raises:
             ValueError: naming the setting, what was expected and what was given.
         """
+        from ...transforms import list_transforms
         from .. import data
         from ..models import list_models
         from ..tasks import get_task, list_tasks
-        from ...transforms import list_transforms
 
         _choice("model", self.model, list_models())
         _choice("transform", self.transform, list_transforms())

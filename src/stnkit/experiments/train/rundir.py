@@ -28,9 +28,9 @@ import errno
 import logging
 import os
 import shutil
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 from .checkpoint import CHECKPOINT, CONFIG, METRICS, SUMMARY
 
@@ -130,7 +130,7 @@ class RunDirectory:
     # -- the session -----------------------------------------------------------------------------------
     @contextmanager
     def session(self, probe: Callable[[], None] | None = None, *, active: bool = True,
-                agree: Callable[[bool], bool] | None = None) -> Iterator["RunDirectory"]:
+                agree: Callable[[bool], bool] | None = None) -> Iterator[RunDirectory]:
         """Probe, lock and prepare the directory; on a failure before :meth:`commit`, put it back.
 
         Args:

@@ -22,7 +22,7 @@ class EpochTotals:
     seconds: float = 0.0
     sums: dict[str, float] = field(default_factory=dict)
 
-    def added(self, loss: float, count: float, sums: dict[str, float], seconds: float) -> "EpochTotals":
+    def added(self, loss: float, count: float, sums: dict[str, float], seconds: float) -> EpochTotals:
         """These totals plus one step's (``seconds`` is the epoch's running time, not an increment)."""
         merged = {key: self.sums.get(key, 0.0) + value for key, value in sums.items()}
         return EpochTotals(self.loss + loss, self.count + count, seconds, {**self.sums, **merged})
@@ -31,7 +31,7 @@ class EpochTotals:
         return {"loss": self.loss, "count": self.count, "seconds": self.seconds, "sums": dict(self.sums)}
 
     @classmethod
-    def from_checkpoint(cls, value: Any) -> "EpochTotals":
+    def from_checkpoint(cls, value: Any) -> EpochTotals:
         """Reads :meth:`to_checkpoint`'s dict, or the ``[loss, correct, images, seconds]`` list of
         checkpoints written before tasks (0.1.x)."""
         if isinstance(value, (list, tuple)):
@@ -68,6 +68,6 @@ class TrainState:
                 "elapsed_s": self.elapsed}
 
     @classmethod
-    def from_checkpoint(cls, state: dict[str, Any]) -> "TrainState":
+    def from_checkpoint(cls, state: dict[str, Any]) -> TrainState:
         return cls(int(state["scheduler"]["iteration"]), int(state["epoch"]), int(state["batch"]),
                    EpochTotals.from_checkpoint(state["partial"]), list(state["metrics"]), float(state["elapsed_s"]))

@@ -15,12 +15,12 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import os
 import signal
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -215,7 +215,7 @@ class Trainer:
                  self.env.device, self.env.world_size)
         call(self.callbacks, "on_train_start", self.model, self.run_dir)
 
-    def _train_epoch(self, stop: "_StopOnSigint") -> None:
+    def _train_epoch(self, stop: _StopOnSigint) -> None:
         cfg, env, state = self.config, self.env, self.state
         self.net.train()
         if env.is_main:
@@ -364,7 +364,7 @@ class _StopOnSigint:
         signal.signal(signal.SIGINT, self._previous)
         log.warning("Ctrl-C: stopping after this step and saving a checkpoint (Ctrl-C again to abort now)")
 
-    def __enter__(self) -> "_StopOnSigint":
+    def __enter__(self) -> _StopOnSigint:
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._handle)
         return self

@@ -19,7 +19,7 @@ PREDICTED, TRUE = "#e4572e", "#17bebb"
 
 
 def plot_boxes(images: Tensor, predicted: Tensor, true: Tensor | None = None, *, title: str | None = None,
-               ncols: int = 8, cell: float = 1.3, dpi: int = 100) -> "Figure":
+               ncols: int = 8, cell: float = 1.3, dpi: int = 100) -> Figure:
     """A grid of ``images`` with the predicted box (orange) and the true box (teal, dashed).
 
     Args:

@@ -16,8 +16,8 @@ Two outlines are available (``outline=``):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -50,7 +50,7 @@ class SamplingRegion:
     def __len__(self) -> int:
         return self.outline.shape[0]
 
-    def select(self, index: int | slice | Tensor) -> "SamplingRegion":
+    def select(self, index: int | slice | Tensor) -> SamplingRegion:
         """The region of some samples only (same layout, batch dimension indexed)."""
         pick = (lambda t: None if t is None else t[index])
         return SamplingRegion(pick(self.outline), pick(self.corners), pick(self.control_points), pick(self.grid))

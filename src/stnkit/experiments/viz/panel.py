@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from torch import Tensor
@@ -70,7 +71,7 @@ def plot_panel(
     cell: float = 1.0,
     dpi: int = 100,
     margin: float = 0.12,
-) -> "Figure":
+) -> Figure:
     """A figure of samples, each as its input (regions drawn on it) followed by its outputs.
 
     Samples are laid out in a grid of ``ncols`` groups per row; a group is one input cell and one
@@ -154,7 +155,7 @@ def _title_color(color: str) -> str:
     return "#555555" if color.lower() in ("#ffffff", "white", "#ffcc00") else color
 
 
-def _show_image(ax: "Axes", image: np.ndarray, margin: float) -> None:
+def _show_image(ax: Axes, image: np.ndarray, margin: float) -> None:
     h, w = image.shape[:2]
     ax.imshow(image, interpolation="nearest", extent=(-0.5, w - 0.5, h - 0.5, -0.5))
     ax.set_xlim(-0.5 - margin * w, w - 0.5 + margin * w)
@@ -166,7 +167,7 @@ def _show_image(ax: "Axes", image: np.ndarray, margin: float) -> None:
         spine.set_visible(False)
 
 
-def _draw_region(ax: "Axes", region: SamplingRegion, color: str) -> None:
+def _draw_region(ax: Axes, region: SamplingRegion, color: str) -> None:
     """Draws one sample's region (batch of one) on ``ax``, in pixel coordinates."""
     if region.grid is not None:
         for line in region.grid[0].cpu().numpy():  # (M, 2)
@@ -181,7 +182,7 @@ def _draw_region(ax: "Axes", region: SamplingRegion, color: str) -> None:
         ax.plot(pts[:, 0], pts[:, 1], linestyle="none", marker="o", markersize=2.0, color=color)
 
 
-def figure_to_array(fig: "Figure") -> np.ndarray:
+def figure_to_array(fig: Figure) -> np.ndarray:
     """Renders a figure to an ``(H, W, 3)`` uint8 RGB array."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -190,7 +191,7 @@ def figure_to_array(fig: "Figure") -> np.ndarray:
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
-def save_figure(fig: "Figure", path: str | Path, *, dpi: int | None = None) -> Path:
+def save_figure(fig: Figure, path: str | Path, *, dpi: int | None = None) -> Path:
     """Writes a figure as PNG, atomically (temporary file in the same folder, then rename).
 
     Args:

@@ -11,9 +11,10 @@ import json
 import logging
 import math
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..tasks import get_task, headline, list_tasks
 from ._files import atomic_write

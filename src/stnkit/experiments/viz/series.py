@@ -14,7 +14,7 @@ giving each transformer's theta in order.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn

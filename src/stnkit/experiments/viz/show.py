@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 
 def plot_transformer(model: nn.Module, images: Tensor, *, title: str | None = None, ncols: int | None = None,
-                     outline: str = "edges", cell: float = 1.0, dpi: int = 100) -> "Figure":
+                     outline: str = "edges", cell: float = 1.0, dpi: int = 100) -> Figure:
     """The panel of ``images`` through every spatial transformer of ``model``.
 
     Args:
