@@ -51,7 +51,8 @@ def _json_object(text: str) -> dict:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
-        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"grid_size\": 4}}', got {text!r} ({err})")
+        raise argparse.ArgumentTypeError(
+            f"expected a JSON object such as '{{\"grid_size\": 4}}', got {text!r} ({err})") from err
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"grid_size\": 4}}', got {text!r}")
     return value

@@ -119,7 +119,7 @@ def read_index(folder: Path) -> CubIndex:
                 rows[key] = rest.strip()
         tables.append(rows)
     ids = list(tables[0])
-    for name, rows in zip(_INDEX_FILES[1:], tables[1:]):
+    for name, rows in zip(_INDEX_FILES[1:], tables[1:], strict=True):
         if set(rows) != set(ids):
             raise ValueError(f"{folder / name}: expected the {len(ids)} ids of images.txt, got {len(rows)} "
                              f"(differing: {sorted(set(rows) ^ set(ids))[:5]})")

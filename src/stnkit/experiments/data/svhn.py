@@ -74,7 +74,7 @@ def read_digit_struct(source: str | Path | io.BytesIO) -> list[tuple[str, np.nda
             raise SvhnFormatError(f"{where}: expected digitStruct/name and /bbox as equal arrays of references, got "
                                   f"shapes {names.shape} and {bboxes.shape}, dtype {names.dtype}")
         records = []
-        for name_ref, box_ref in zip(names[...].reshape(-1), bboxes[...].reshape(-1)):
+        for name_ref, box_ref in zip(names[...].reshape(-1), bboxes[...].reshape(-1), strict=True):
             name = "".join(chr(int(c)) for c in f[name_ref][...].reshape(-1))
             box = f[box_ref]
             try:
@@ -262,6 +262,6 @@ class SvhnImages:
             sort = np.argsort(index)  # memory maps read faster in order
             chunk = torch.from_numpy(np.asarray(self.images[index[sort]]))[torch.from_numpy(np.argsort(sort))]
             crops = [img[:, oy:oy + self.crop, ox:ox + self.crop]
-                     for img, (oy, ox) in zip(chunk, offsets[positions].tolist())]
+                     for img, (oy, ox) in zip(chunk, offsets[positions].tolist(), strict=True)]
             x = torch.stack(crops).float() / 255 if crops else torch.zeros(0, 3, self.crop, self.crop)
             yield x, torch.from_numpy(np.asarray(self.labels[index])).long().reshape(-1, POSITIONS)

@@ -109,7 +109,10 @@ def default_centres(k: int) -> Tensor:
     k = check_positive_int("heads", k)
     cols = math.ceil(math.sqrt(k))
     rows = math.ceil(k / cols)
-    centre = (lambda i, n: (2 * i + 1) / n - 1)  # centre of cell i of n along [-1, 1]
+
+    def centre(i: int, n: int) -> float:  # centre of cell i of n along [-1, 1]
+        return (2 * i + 1) / n - 1
+
     return torch.tensor([[centre(i % cols, cols), centre(i // cols, rows)] for i in range(k)])
 
 

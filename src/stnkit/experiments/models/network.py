@@ -77,7 +77,7 @@ def conv_classifier(in_shape: Sequence[int], num_classes: int, channels: Sequenc
                          f"padding {tuple(padding)}, got {tuple(channels)}")
     c, h, w = (check_positive_int("in_shape", s) for s in in_shape)
     layers: list[nn.Module] = []
-    for out_c, k, pad in zip(channels, kernel_sizes, padding):
+    for out_c, k, pad in zip(channels, kernel_sizes, padding, strict=True):
         check_positive_int("kernel_sizes", k)
         check_positive_int("padding", pad, minimum=0)
         h, w = h + 2 * pad - k + 1, w + 2 * pad - k + 1  # after the conv

@@ -245,7 +245,7 @@ class Trainer:
                 self.optimizer.step()
                 state.iteration, state.batch = state.iteration + 1, i + 1
                 seconds = seconds_before + time.perf_counter() - start
-                state.partial = state.partial.added(loss_all, n, dict(zip(names, sums_all)), seconds)
+                state.partial = state.partial.added(loss_all, n, dict(zip(names, sums_all, strict=True)), seconds)
                 self._updating = False
                 if env.is_main and cfg.checkpoint_every and state.iteration % cfg.checkpoint_every == 0 \
                         and self._may_save():

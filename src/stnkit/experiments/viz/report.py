@@ -252,7 +252,7 @@ def plot_learning_curves(results: Sequence[RunResult], path: str | Path, *, dpi:
         points = [(e, v) for e, v in r.curve if v > 0]  # a log axis cannot show 0 %
         if not points:
             continue
-        epochs, errors = zip(*points)
+        epochs, errors = zip(*points, strict=True)
         ax.plot(epochs, errors, marker="o" if len(points) < 30 else None, markersize=3,
                 label=f"{r.label} · {DISTORTION_LABELS.get(r.distortion, r.distortion)} · {r.path.name}")
         plotted += 1

@@ -101,8 +101,11 @@ def _series_views(model: nn.Module, images: Tensor, outline: str) -> list[HeadVi
 
 
 def _to_cpu(region: SamplingRegion) -> SamplingRegion:
-    move = (lambda t: None if t is None else t.float().cpu())
-    return SamplingRegion(move(region.outline), move(region.corners), move(region.control_points), move(region.grid))
+    def move(t: Tensor | None) -> Tensor | None:
+        return None if t is None else t.float().cpu()
+
+    return SamplingRegion(region.outline.float().cpu(), region.corners.float().cpu(), move(region.control_points),
+                          move(region.grid))
 
 
 def _label(s: int, h: int, n_st: int, heads: int, total: int) -> str:
