@@ -384,7 +384,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         if isinstance(err, KeyboardInterrupt):  # suggest --resume only where it can work (rundir rule)
             where = getattr(err, "resume_dir", None)
-            resume = f"; continue with: stnkit train --resume --out {where}" if where and args.command == "train" else ""
+            resume = (f"; continue with: stnkit train --resume --out {where}"
+                      if where and args.command == "train" else "")
             message, status = f"{prog}: interrupted{resume}{getattr(err, 'note', '')}", 130
         else:
             message, status = f"{prog}: error: {err}", 1 if isinstance(err, TrainingDiverged) else 2

@@ -78,7 +78,8 @@ def extract(archive: Path, dest: Path) -> Path:
             tar.extractall(tmp, filter="data")  # "data": no absolute paths, links out or devices
         found = tmp / FOLDER
         if not (found / "images.txt").is_file():
-            raise CubArchiveError(f"archive: {str(archive)!r} holds no {FOLDER}/images.txt; not the CUB-200-2011 archive")
+            raise CubArchiveError(f"archive: {str(archive)!r} holds no {FOLDER}/images.txt; "
+                                  "not the CUB-200-2011 archive")
         os.replace(found, dest / FOLDER)
     except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
         raise CubArchiveError(f"archive: {str(archive)!r} is truncated or corrupt ({type(err).__name__}: {err}); "

@@ -63,7 +63,8 @@ def read_digit_struct(source: str | Path | io.BytesIO) -> list[tuple[str, np.nda
     try:
         f = h5py.File(source, "r")
     except OSError as err:
-        raise SvhnFormatError(f"{where}: expected a MATLAB v7.3 (HDF5) digitStruct.mat, could not open it: {err}") from None
+        raise SvhnFormatError(f"{where}: expected a MATLAB v7.3 (HDF5) digitStruct.mat, "
+                              f"could not open it: {err}") from None
     with f:
         group = f.get("digitStruct")
         if not isinstance(group, h5py.Group) or "name" not in group or "bbox" not in group:
@@ -193,8 +194,8 @@ def load_svhn(split: str, size: int = 64, data_dir: str | Path | None = None,
         archive = folder / f"{split}.tar.gz"
         if not archive.exists():
             if not download:
-                raise FileNotFoundError(f"data_dir: no SVHN {split}.tar.gz in {folder}; pass --download (download=True) "
-                                        f"or put {URL.format(split=split)} there")
+                raise FileNotFoundError(f"data_dir: no SVHN {split}.tar.gz in {folder}; "
+                                        f"pass --download (download=True) or put {URL.format(split=split)} there")
             fetch_archive(split, archive)
         images, labels = preprocess_archive(archive, split, size, keep_long)
         for path, array in ((labels_path, labels), (images_path, images)):  # images last: they mark completion
@@ -247,7 +248,8 @@ class SvhnImages:
     def __len__(self) -> int:
         return self.n
 
-    def batches(self, epoch: int, batch_size: int, rank: int = 0, world_size: int = 1) -> Iterator[tuple[Tensor, Tensor]]:
+    def batches(self, epoch: int, batch_size: int, rank: int = 0,
+                world_size: int = 1) -> Iterator[tuple[Tensor, Tensor]]:
         """Yields ``x`` float32 ``(n, 3, crop, crop)`` in [0, 1] and ``y`` int64 ``(n, 5)``."""
         check_positive_int("batch_size", batch_size)
         margin = self.images.shape[-1] - self.crop

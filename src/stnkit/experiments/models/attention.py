@@ -152,7 +152,8 @@ class ParallelAttention(nn.Module):
         self.in_shape = tuple(check_positive_int("in_shape", s) for s in in_shape)
         c, h, w = self.in_shape
         self.heads = check_positive_int("heads", heads)
-        self.crop_size = check_size("crop_size", crop_size if crop_size is not None else (max(1, h // 2), max(1, w // 2)), 2)
+        self.crop_size = check_size("crop_size",
+                                    crop_size if crop_size is not None else (max(1, h // 2), max(1, w // 2)), 2)
         self.loc_size = check_size("loc_size", loc_size if loc_size is not None else self.crop_size, 2)
         self.scale = check_choice("scale", scale, SCALES)
         self.read = check_choice("read", read, ("full", "downsampled"))
@@ -251,6 +252,7 @@ for _k in (2, 4):
 @MODELS.register(name="down-cnn")
 def down_cnn(in_shape, num_classes, transform=None, downsample=False, transform_options=None, *,
              crop_size=None, backbone="resnet", backbone_options=None) -> Downsampled:
-    """A backbone on the input area-downsampled to ``crop_size`` (default: half; the input's own size: full resolution)."""
+    """A backbone on the input area-downsampled to ``crop_size`` (default: half; the input's own size:
+    full resolution)."""
     size = crop_size if crop_size is not None else (max(1, in_shape[1] // 2), max(1, in_shape[2] // 2))
     return Downsampled(in_shape, num_classes, size=size, backbone=backbone, backbone_options=backbone_options)

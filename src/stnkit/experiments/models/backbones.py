@@ -141,5 +141,6 @@ def timm_backbone(in_shape: Sequence[int], num_classes: int, arch: str = "resnet
     if len(in_shape) != 3:
         raise ValueError(f"in_shape: expected (C, H, W), got {tuple(in_shape)}")
     timm = _import("timm", "timm")
-    return timm.create_model(arch, pretrained=bool(pretrained), num_classes=check_positive_int("num_classes", num_classes),
+    return timm.create_model(arch, pretrained=bool(pretrained),
+                             num_classes=check_positive_int("num_classes", num_classes),
                              in_chans=check_positive_int("in_shape", in_shape[0]))

@@ -20,8 +20,8 @@ then "more"; see :mod:`stnkit.experiments.tasks.sequences`). ``width`` multiplie
 unit count of the conv/FC stack (not the localisation nets), so the same architecture trains on a
 CPU; the paper's widths are ``width=1``. Dropout (``dropout``, paper 0.5) acts on every layer but the
 first conv and the localisation nets. Feature maps keep the normalised frame through the network
-("same" convs, even sizes halved; approximately for odd sizes such as 54 -> 27 -> 13), so each series ST's theta is in the same [-1, 1] frame as the
-input's (see :func:`stnkit.experiments.viz.series_regions`).
+("same" convs, even sizes halved; approximately for odd sizes such as 54 -> 27 -> 13), so each series
+ST's theta is in the same [-1, 1] frame as the input's (see :func:`stnkit.experiments.viz.series_regions`).
 """
 
 from __future__ import annotations
@@ -121,7 +121,8 @@ class MultiDigitNet(nn.Module):
                 x, theta = st(x, return_theta=True)
                 thetas.append(theta)
             x = conv(x)
-        logits = self.heads(self.fc(x)).view(x.shape[0], self.positions + int(self.length_head), CLASSES)  # (N, rows, 11)
+        rows = self.positions + int(self.length_head)
+        logits = self.heads(self.fc(x)).view(x.shape[0], rows, CLASSES)  # (N, rows, 11)
         return (logits, thetas) if return_thetas else logits
 
 

@@ -72,7 +72,8 @@ class Colocalisation(Task):
         options = dict(getattr(config, "task_options", None) or {})
         unknown = sorted(set(options) - set(cls.options))
         if unknown:
-            raise ValueError(f"task_options: task {cls.name!r} accepts {', '.join(cls.options)}; got {', '.join(unknown)}")
+            raise ValueError(f"task_options: task {cls.name!r} accepts {', '.join(cls.options)}; "
+                             f"got {', '.join(unknown)}")
         return cls(digits=config.digits, data_dir=data_dir or config.data_dir, download=config.download,
                    seed=config.seed, limit=config.limit, test_limit=config.test_limit, **options)
 

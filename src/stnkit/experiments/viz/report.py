@@ -90,7 +90,8 @@ def _read_metrics(path: Path) -> list[dict[str, Any]]:
 
 
 def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else None
+    finite = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if finite else None
 
 
 def load_result(run: str | Path) -> RunResult:
@@ -160,8 +161,8 @@ def results_table(results: Sequence[RunResult], digits: str = "mnist") -> str:
     """Markdown table laid out like the paper's Table 1: model rows x distortion columns.
 
     Each cell is ``ours / paper`` (test error %, ``—`` where there is none); complete runs sharing a
-    cell (e.g. several seeds) are averaged, shown as mean ± sample standard deviation, and counted; incomplete runs are never averaged
-    in, only counted (``+1 incomplete``). Columns are R, RTS, P, E, then any
+    cell (e.g. several seeds) are averaged, shown as mean ± sample standard deviation, and counted; incomplete runs are
+    never averaged in, only counted (``+1 incomplete``). Columns are R, RTS, P, E, then any
     other distortion among ``results``; rows are the paper's models for those columns, then any
     other model among ``results``.
     """

@@ -51,7 +51,8 @@ def run_title(config: Any) -> str:
     model = getattr(config, "model", "?")
     digits = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}.get(getattr(config, "digits", "mnist"), "digits")
     distortion = getattr(config, "task", "?")
-    return f"{row_label(model, getattr(config, 'transform', None))} on {digits} {DISTORTION_LABELS.get(distortion, distortion)}"
+    label = DISTORTION_LABELS.get(distortion, distortion)
+    return f"{row_label(model, getattr(config, 'transform', None))} on {digits} {label}"
 
 
 def pick(count: int, n: int, seed: int) -> Tensor:
