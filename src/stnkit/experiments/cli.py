@@ -287,7 +287,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     minutes = (time.perf_counter() - start) / 60
     print(f"\nRTS test error ({summary['test_images']} test digits, {summary['train_images']} training digits, "
           f"{minutes:.1f} min):")
-    paper = get_task(QUICKSTART["task"]).paper_value
+    paper = get_task(str(QUICKSTART["task"])).paper_value
     print(f"  CNN            {errors['cnn']:5.2f}%")
     print(f"  ST-CNN affine  {errors['st-cnn']:5.2f}%   (paper, full MNIST and budget: CNN {paper('cnn', None)}%, "
           f"ST-CNN {paper('st-cnn', 'affine')}%)")

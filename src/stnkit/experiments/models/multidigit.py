@@ -27,6 +27,7 @@ ST's theta is in the same [-1, 1] frame as the input's (see :func:`stnkit.experi
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 from torch import Tensor, nn
 
@@ -107,7 +108,7 @@ class MultiDigitNet(nn.Module):
     @property
     def spatial_transformers(self) -> list[SpatialTransformer]:
         """The transformers in series order (the first sits on the input)."""
-        return [self.series[k] for k in sorted(self.series, key=int)]
+        return [cast(SpatialTransformer, self.series[k]) for k in sorted(self.series, key=int)]
 
     def forward(self, x: Tensor, return_thetas: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:
         """Logits ``(N, rows, 11)``; with ``return_thetas`` also each ST's theta ``(N, 6)`` in order."""

@@ -9,6 +9,7 @@ The building blocks are plain functions returning ``nn.Sequential``s; the module
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -119,7 +120,7 @@ class TransformerClassifier(nn.Module):
     @property
     def spatial_transformers(self) -> list[SpatialTransformer]:
         """The spatial transformers, in order (empty for the plain FCN and CNN)."""
-        return list(self.transformers)
+        return cast("list[SpatialTransformer]", list(self.transformers))
 
     def transform(self, x: Tensor) -> Tensor:
         """What the transformers make of ``x``: ``(N, C', H, W)`` (``x`` itself if there are none)."""

@@ -22,7 +22,7 @@ SUMMARY = "summary.json"
 FORMAT = 1
 
 
-def _atomic(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
+def _atomic(path: Path, write: Callable[[IO[bytes]], object]) -> Path:
     with atomic_open(path) as f:
         write(f)
     return Path(path)

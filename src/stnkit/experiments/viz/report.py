@@ -186,20 +186,20 @@ def results_table(results: Sequence[RunResult], digits: str = "mnist") -> str:
             cells.setdefault(key, []).append(r.test_error)
     lines = ["| model | " + " | ".join(DISTORTION_LABELS.get(c, c) for c in columns) + " |",
              "|---|" + "---:|" * len(columns)]
-    for key in rows:
+    for row_key in rows:
         row = []
         for c in columns:
-            ours = cells.get((key, c))
+            ours = cells.get((row_key, c))
             text = _fmt(_mean(ours)) if ours else "—"
             if ours and len(ours) > 1:  # mean ± sample standard deviation over the seeds
                 text += f" ± {_fmt(statistics.stdev(ours))} (n={len(ours)})"
             if ours:
                 text = f"**{text}**"
-            if incomplete.get((key, c)):
-                text += f" (+{incomplete[(key, c)]} incomplete)"
-            ref = paper_error(key[0], key[1], c, digits) if paper else None
+            if incomplete.get((row_key, c)):
+                text += f" (+{incomplete[(row_key, c)]} incomplete)"
+            ref = paper_error(row_key[0], row_key[1], c, digits) if paper else None
             row.append(f"{text} / {_fmt(ref, 1)}")
-        lines.append(f"| {row_label(*key)} | " + " | ".join(row) + " |")
+        lines.append(f"| {row_label(*row_key)} | " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 

@@ -15,6 +15,7 @@ giving each transformer's theta in order.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -37,15 +38,17 @@ def _region_back(region: SamplingRegion, size: tuple[int, ...], align_corners: b
                  sts: Sequence[SpatialTransformer], thetas: Sequence[Tensor]) -> SamplingRegion:
     """``region`` in image pixels of the last transformer's input frame -> the image's, via :func:`map_back`."""
 
-    def back(pixels: Tensor | None) -> Tensor | None:
-        if pixels is None:
-            return None
+    def back(pixels: Tensor) -> Tensor:
         flat = pixels.reshape(pixels.shape[0], -1, 2)  # (n, K, 2)
         normalised = pixel_to_normalized(flat, size, align_corners)
         mapped = map_back(normalised, sts, thetas)
         return normalized_to_pixel(mapped, size, align_corners).reshape(pixels.shape)
 
-    return SamplingRegion(back(region.outline), back(region.corners), back(region.control_points), back(region.grid))
+    def back_optional(pixels: Tensor | None) -> Tensor | None:
+        return None if pixels is None else back(pixels)
+
+    return SamplingRegion(back(region.outline), back(region.corners), back_optional(region.control_points),
+                          back_optional(region.grid))
 
 
 def series_regions(model: nn.Module, images: Tensor, outline: str = "edges"
@@ -61,7 +64,7 @@ def series_regions(model: nn.Module, images: Tensor, outline: str = "edges"
     Returns:
         ``[(view (n, C, H, W), theta (n, P), region in image pixels)]``, one per transformer.
     """
-    sts = list(model.spatial_transformers)
+    sts = list(cast("Sequence[SpatialTransformer]", model.spatial_transformers))
     size = tuple(images.shape[2:])
     with torch.no_grad():
         _, thetas = model(images, return_thetas=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -64,7 +65,7 @@ def apply_transformers(model: nn.Module | Sequence[SpatialTransformer], images: 
     check_tensor("images", images, ndim=4, shape="(n, C, H, W)", floating=True)
     if getattr(model, "transformers_in_series", False):  # e.g. st-cnn-multi: regions mapped back (series.py)
         return _series_views(model, images, outline)  # type: ignore[arg-type]
-    sts = list(model) if isinstance(model, (list, tuple)) else spatial_transformers(model)
+    sts = list(model) if isinstance(model, (list, tuple)) else spatial_transformers(cast(nn.Module, model))
     views: list[HeadView] = []
     total = sum(st.heads for st in sts)
     for st in sts:
