@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -163,12 +163,13 @@ class ParallelAttention(nn.Module):
                   "bounded": lambda: BoundedAttention(scale_range)}[self.scale]()
         build = BACKBONES.get(backbone, argument="backbone")
         loc_options = {"kernel_size": 5 if min(self.loc_size) >= 14 else 3, "downsample": 1, **(loc_options or {})}
-        loc = nn.Sequential(nn.AdaptiveAvgPool2d(self.loc_size),  # area downsampling; identity at loc_size
-                            conv_localisation((c, *self.loc_size), **loc_options))
-        self.st = SpatialTransformer(loc, family, loc_features=loc[1].out_features, output_size=self.crop_size,
+        loc_net = conv_localisation((c, *self.loc_size), **loc_options)
+        loc = nn.Sequential(nn.AdaptiveAvgPool2d(self.loc_size), loc_net)  # area downsampling; identity at loc_size
+        self.st = SpatialTransformer(loc, family, loc_features=loc_net.out_features, output_size=self.crop_size,
                                      heads=self.heads, head_output="stack")
         with torch.no_grad():
-            self.st.regression.bias.copy_(self.default_boxes(family, init_scale).flatten())
+            regression = cast(nn.Linear, self.st.regression)  # regression is on (the default)
+            regression.bias.copy_(self.default_boxes(cast(MatrixTransform, family), init_scale).flatten())
         if self.freeze_boxes:
             self.st.requires_grad_(False)
         check_positive_int("features", features)
@@ -197,7 +198,7 @@ class ParallelAttention(nn.Module):
             raise ValueError(f"x: this model expects images of shape (N, {', '.join(map(str, self.in_shape))}), "
                              f"got shape {tuple(x.shape)}")
         if self.read == "downsampled":
-            x = self.st.localisation[0](x)  # (N, C, *loc_size)
+            x = cast(nn.Sequential, self.st.localisation)[0](x)  # (N, C, *loc_size)
         crops = self.st(x)  # (N, K, C, H', W'); one head gives (N, C, H', W')
         return crops.unsqueeze(1) if self.heads == 1 else crops
 
@@ -241,7 +242,7 @@ def _parallel(k: int) -> Any:
 
     factory.__doc__ = (f"{k} parallel attention crops (one loc net) -> {k} sub-networks -> concat -> linear "
                        f"(the paper's {k}xST-CNN; see ParallelAttention).")
-    factory.name = f"{k}xattn-cnn"  # type: ignore[attr-defined]  (2xst-cnn is the MNIST-addition model)
+    factory.name = f"{k}xattn-cnn"  # type: ignore[attr-defined]  # 2xst-cnn is the MNIST-addition model
     return factory
 
 

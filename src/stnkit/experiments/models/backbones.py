@@ -94,7 +94,7 @@ def _replace_head(net: nn.Module, num_classes: int, arch: str) -> nn.Module:
     """Replaces the last classification layer (``fc``, ``classifier`` or ``head``) with a fresh
     ``nn.Linear(features, num_classes)``; Inception-v3's auxiliary head is dropped."""
     if getattr(net, "aux_logits", False):
-        net.aux_logits, net.AuxLogits = False, None
+        net.aux_logits, net.AuxLogits = False, None  # type: ignore[assignment]
     for attr in ("fc", "classifier", "head"):
         layer = getattr(net, attr, None)
         if isinstance(layer, nn.Sequential) and len(layer) and isinstance(layer[-1], nn.Linear):
