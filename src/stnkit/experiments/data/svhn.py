@@ -27,6 +27,7 @@ import logging
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO, cast
 
 import numpy as np
 import torch
@@ -135,7 +136,7 @@ def preprocess_archive(archive: str | Path, split: str, size: int = 64,
             if mat is None:
                 raise SvhnFormatError(f"{archive}: expected {split}/digitStruct.mat in an SVHN format-1 {split} "
                                       f"archive, found {len(members)} other entries")
-            records = read_digit_struct(io.BytesIO(tar.extractfile(mat).read()))
+            records = read_digit_struct(io.BytesIO(cast(IO[bytes], tar.extractfile(mat)).read()))
             pngs = {n for n in members if n.endswith(".png")}
             if len(pngs) != len(records):
                 listed = {f"{split}/{name}" for name, _ in records}
@@ -150,7 +151,7 @@ def preprocess_archive(archive: str | Path, split: str, size: int = 64,
                 if member is None:
                     raise SvhnFormatError(f"{archive}: image {split}/{name} listed in digitStruct.mat is missing")
                 try:
-                    image = Image.open(io.BytesIO(tar.extractfile(member).read())).convert("RGB")
+                    image = Image.open(io.BytesIO(cast(IO[bytes], tar.extractfile(member)).read())).convert("RGB")
                 except OSError as err:
                     raise SvhnFormatError(f"{archive}: image {split}/{name} cannot be decoded: {err}") from None
                 if label is None:
@@ -158,7 +159,7 @@ def preprocess_archive(archive: str | Path, split: str, size: int = 64,
                 x0, y0, x1, y1 = crop_box(boxes, size)
                 outer = (int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)), int(np.ceil(y1)))
                 region = image.crop(outer)  # zero beyond the image's borders
-                crop = region.resize((size, size), Image.BILINEAR,
+                crop = region.resize((size, size), Image.BILINEAR,  # type: ignore[attr-defined]  # no Resampling in 9.0
                                      box=(x0 - outer[0], y0 - outer[1], x1 - outer[0], y1 - outer[1]))
                 images.append(np.asarray(crop, dtype=np.uint8).transpose(2, 0, 1))  # (3, size, size)
                 labels.append(label)
