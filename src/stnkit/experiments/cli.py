@@ -51,7 +51,8 @@ def _json_object(text: str) -> dict:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
-        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"grid_size\": 4}}', got {text!r} ({err})")
+        raise argparse.ArgumentTypeError(
+            f"expected a JSON object such as '{{\"grid_size\": 4}}', got {text!r} ({err})") from err
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"grid_size\": 4}}', got {text!r}")
     return value
@@ -286,7 +287,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     minutes = (time.perf_counter() - start) / 60
     print(f"\nRTS test error ({summary['test_images']} test digits, {summary['train_images']} training digits, "
           f"{minutes:.1f} min):")
-    paper = get_task(QUICKSTART["task"]).paper_value
+    paper = get_task(str(QUICKSTART["task"])).paper_value
     print(f"  CNN            {errors['cnn']:5.2f}%")
     print(f"  ST-CNN affine  {errors['st-cnn']:5.2f}%   (paper, full MNIST and budget: CNN {paper('cnn', None)}%, "
           f"ST-CNN {paper('st-cnn', 'affine')}%)")
@@ -383,7 +384,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         if isinstance(err, KeyboardInterrupt):  # suggest --resume only where it can work (rundir rule)
             where = getattr(err, "resume_dir", None)
-            resume = f"; continue with: stnkit train --resume --out {where}" if where and args.command == "train" else ""
+            resume = (f"; continue with: stnkit train --resume --out {where}"
+                      if where and args.command == "train" else "")
             message, status = f"{prog}: interrupted{resume}{getattr(err, 'note', '')}", 130
         else:
             message, status = f"{prog}: error: {err}", 1 if isinstance(err, TrainingDiverged) else 2

@@ -270,7 +270,7 @@ def execute(jobs: Sequence[Job], args: Sequence[Sequence[str]], logs: Path, para
     """
     command = list(command or [sys.executable, "-m", "stnkit", "train"])
     logs.mkdir(parents=True, exist_ok=True)
-    pending = list(zip(jobs, args))
+    pending = list(zip(jobs, args, strict=True))
     running: list[tuple[Job, subprocess.Popen, Any]] = []
     status: dict[Path, int] = {}
     try:

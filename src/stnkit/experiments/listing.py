@@ -27,7 +27,8 @@ def print_list(params: bool = False) -> None:
                           for (m, t), v in task.paper.items())
         print(f"{name:<10} {c}x{h}x{w} -> {task.num_outputs} classes, {metric.name} {metric.unit} "
               f"({'lower' if metric.lower_is_better else 'higher'} is better) on the {task.scored_on} set; "
-              f"{task.title}" + (f"; paper ({task.paper_source}, {getattr(task, 'paper_data', 'MNIST')}): {paper}" if paper else ""))
+              f"{task.title}"
+              + (f"; paper ({task.paper_source}, {getattr(task, 'paper_data', 'MNIST')}): {paper}" if paper else ""))
     print("\n# models (--model)" + ("" if params else "; parameter counts: stnkit list --params") + ":")
     setups = _parameter_setups(tasks) if params else {}
     if setups:

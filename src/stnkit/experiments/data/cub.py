@@ -78,7 +78,8 @@ def extract(archive: Path, dest: Path) -> Path:
             tar.extractall(tmp, filter="data")  # "data": no absolute paths, links out or devices
         found = tmp / FOLDER
         if not (found / "images.txt").is_file():
-            raise CubArchiveError(f"archive: {str(archive)!r} holds no {FOLDER}/images.txt; not the CUB-200-2011 archive")
+            raise CubArchiveError(f"archive: {str(archive)!r} holds no {FOLDER}/images.txt; "
+                                  "not the CUB-200-2011 archive")
         os.replace(found, dest / FOLDER)
     except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
         raise CubArchiveError(f"archive: {str(archive)!r} is truncated or corrupt ({type(err).__name__}: {err}); "
@@ -119,7 +120,7 @@ def read_index(folder: Path) -> CubIndex:
                 rows[key] = rest.strip()
         tables.append(rows)
     ids = list(tables[0])
-    for name, rows in zip(_INDEX_FILES[1:], tables[1:]):
+    for name, rows in zip(_INDEX_FILES[1:], tables[1:], strict=True):
         if set(rows) != set(ids):
             raise ValueError(f"{folder / name}: expected the {len(ids)} ids of images.txt, got {len(rows)} "
                              f"(differing: {sorted(set(rows) ^ set(ids))[:5]})")

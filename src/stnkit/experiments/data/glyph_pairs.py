@@ -110,7 +110,8 @@ class GlyphPairs:
             self._test = self.render(self.draw(self.length, generator))
         return self._test
 
-    def batches(self, epoch: int, batch_size: int, rank: int = 0, world_size: int = 1) -> Iterator[tuple[Tensor, Tensor]]:
+    def batches(self, epoch: int, batch_size: int, rank: int = 0,
+                world_size: int = 1) -> Iterator[tuple[Tensor, Tensor]]:
         """Yields this rank's contiguous chunk of each global batch of ``batch_size`` (as
         :meth:`stnkit.experiments.data.DistortedDigits.batches`)."""
         check_positive_int("batch_size", batch_size)

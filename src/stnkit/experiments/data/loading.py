@@ -38,7 +38,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from itertools import islice
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -110,7 +110,7 @@ class _Collate:
     """``collate`` of a batch's samples as a tuple; an empty batch (a rank's empty chunk of a last,
     small batch) gets zero-length tensors shaped like sample 0's."""
 
-    def __init__(self, view: _EpochView, collate: Callable[[list[Sample]], Any]) -> None:
+    def __init__(self, view: Dataset, collate: Callable[[list[Sample]], Any]) -> None:
         self.view, self.collate = view, collate
 
     def __call__(self, samples: list[Sample]) -> tuple[Any, ...]:
@@ -160,7 +160,7 @@ class LoadedData:
         self.pin_memory = bool(pin_memory)
 
     def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
+        return len(self.dataset)
 
     def __repr__(self) -> str:
         return (f"LoadedData({type(self.dataset).__name__}, n={len(self)}, shuffle={self.shuffle}, "
@@ -276,7 +276,7 @@ class RandomCrop:
     """
 
     def __init__(self, size: tuple[int, int], flip: float = 0.0) -> None:
-        self.size = check_size("size", size, 2)
+        self.size = cast("tuple[int, int]", check_size("size", size, 2))
         if not isinstance(flip, (int, float)) or isinstance(flip, bool) or not 0 <= flip <= 1:
             raise ValueError(f"flip: expected a probability in [0, 1], got {flip!r}")
         self.flip = float(flip)
@@ -296,7 +296,7 @@ class CenterCrop:
     """The deterministic counterpart of :class:`RandomCrop` (evaluation): the centred ``size`` crop."""
 
     def __init__(self, size: tuple[int, int]) -> None:
-        self.size = check_size("size", size, 2)
+        self.size = cast("tuple[int, int]", check_size("size", size, 2))
 
     def __call__(self, sample: Sample, generator: torch.Generator | None = None) -> Sample:
         image = sample[0]

@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -83,7 +84,7 @@ class DigitPairs:
         """``(order, partners)`` of ``epoch``, both ``(n,)``: the moving images' order and each
         image's fixed partner."""
         if not self.train:
-            return torch.arange(len(self)), self._fixed
+            return torch.arange(len(self)), cast(Tensor, self._fixed)  # set when not training
         generator = torch.Generator().manual_seed(derive_seed("registration-train", self.seed, epoch))
         partners = same_class_partners(self.labels, generator)
         return torch.randperm(len(self), generator=generator), partners

@@ -133,7 +133,8 @@ class DigitSequences:
             self._test = self.render(self.make_params(self.n, generator))
         return self._test
 
-    def batches(self, epoch: int, batch_size: int, rank: int = 0, world_size: int = 1) -> Iterator[tuple[Tensor, Tensor]]:
+    def batches(self, epoch: int, batch_size: int, rank: int = 0,
+                world_size: int = 1) -> Iterator[tuple[Tensor, Tensor]]:
         """This rank's chunk of each global batch of an epoch (see ``DistortedDigits.batches``).
 
         Yields:

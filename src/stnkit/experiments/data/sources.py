@@ -218,7 +218,8 @@ def _from_cache(source: DigitSource, split: str, download: bool) -> Digits | Non
             _download([m + path.name for m in source.mirrors], path, source.md5[path.name])
     if not all(p.is_file() for p in paths):
         return None
-    images, labels = _read_split(*paths, source, split)
+    images_path, labels_path = paths
+    images, labels = _read_split(images_path, labels_path, source, split)
     return Digits(images, labels, source=str(folder))
 
 

@@ -27,6 +27,7 @@ import logging
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO, cast
 
 import numpy as np
 import torch
@@ -63,7 +64,8 @@ def read_digit_struct(source: str | Path | io.BytesIO) -> list[tuple[str, np.nda
     try:
         f = h5py.File(source, "r")
     except OSError as err:
-        raise SvhnFormatError(f"{where}: expected a MATLAB v7.3 (HDF5) digitStruct.mat, could not open it: {err}") from None
+        raise SvhnFormatError(f"{where}: expected a MATLAB v7.3 (HDF5) digitStruct.mat, "
+                              f"could not open it: {err}") from None
     with f:
         group = f.get("digitStruct")
         if not isinstance(group, h5py.Group) or "name" not in group or "bbox" not in group:
@@ -74,7 +76,7 @@ def read_digit_struct(source: str | Path | io.BytesIO) -> list[tuple[str, np.nda
             raise SvhnFormatError(f"{where}: expected digitStruct/name and /bbox as equal arrays of references, got "
                                   f"shapes {names.shape} and {bboxes.shape}, dtype {names.dtype}")
         records = []
-        for name_ref, box_ref in zip(names[...].reshape(-1), bboxes[...].reshape(-1)):
+        for name_ref, box_ref in zip(names[...].reshape(-1), bboxes[...].reshape(-1), strict=True):
             name = "".join(chr(int(c)) for c in f[name_ref][...].reshape(-1))
             box = f[box_ref]
             try:
@@ -134,7 +136,7 @@ def preprocess_archive(archive: str | Path, split: str, size: int = 64,
             if mat is None:
                 raise SvhnFormatError(f"{archive}: expected {split}/digitStruct.mat in an SVHN format-1 {split} "
                                       f"archive, found {len(members)} other entries")
-            records = read_digit_struct(io.BytesIO(tar.extractfile(mat).read()))
+            records = read_digit_struct(io.BytesIO(cast(IO[bytes], tar.extractfile(mat)).read()))
             pngs = {n for n in members if n.endswith(".png")}
             if len(pngs) != len(records):
                 listed = {f"{split}/{name}" for name, _ in records}
@@ -149,7 +151,7 @@ def preprocess_archive(archive: str | Path, split: str, size: int = 64,
                 if member is None:
                     raise SvhnFormatError(f"{archive}: image {split}/{name} listed in digitStruct.mat is missing")
                 try:
-                    image = Image.open(io.BytesIO(tar.extractfile(member).read())).convert("RGB")
+                    image = Image.open(io.BytesIO(cast(IO[bytes], tar.extractfile(member)).read())).convert("RGB")
                 except OSError as err:
                     raise SvhnFormatError(f"{archive}: image {split}/{name} cannot be decoded: {err}") from None
                 if label is None:
@@ -157,7 +159,7 @@ def preprocess_archive(archive: str | Path, split: str, size: int = 64,
                 x0, y0, x1, y1 = crop_box(boxes, size)
                 outer = (int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)), int(np.ceil(y1)))
                 region = image.crop(outer)  # zero beyond the image's borders
-                crop = region.resize((size, size), Image.BILINEAR,
+                crop = region.resize((size, size), Image.BILINEAR,  # type: ignore[attr-defined]  # no Resampling in 9.0
                                      box=(x0 - outer[0], y0 - outer[1], x1 - outer[0], y1 - outer[1]))
                 images.append(np.asarray(crop, dtype=np.uint8).transpose(2, 0, 1))  # (3, size, size)
                 labels.append(label)
@@ -193,8 +195,8 @@ def load_svhn(split: str, size: int = 64, data_dir: str | Path | None = None,
         archive = folder / f"{split}.tar.gz"
         if not archive.exists():
             if not download:
-                raise FileNotFoundError(f"data_dir: no SVHN {split}.tar.gz in {folder}; pass --download (download=True) "
-                                        f"or put {URL.format(split=split)} there")
+                raise FileNotFoundError(f"data_dir: no SVHN {split}.tar.gz in {folder}; "
+                                        f"pass --download (download=True) or put {URL.format(split=split)} there")
             fetch_archive(split, archive)
         images, labels = preprocess_archive(archive, split, size, keep_long)
         for path, array in ((labels_path, labels), (images_path, images)):  # images last: they mark completion
@@ -247,7 +249,8 @@ class SvhnImages:
     def __len__(self) -> int:
         return self.n
 
-    def batches(self, epoch: int, batch_size: int, rank: int = 0, world_size: int = 1) -> Iterator[tuple[Tensor, Tensor]]:
+    def batches(self, epoch: int, batch_size: int, rank: int = 0,
+                world_size: int = 1) -> Iterator[tuple[Tensor, Tensor]]:
         """Yields ``x`` float32 ``(n, 3, crop, crop)`` in [0, 1] and ``y`` int64 ``(n, 5)``."""
         check_positive_int("batch_size", batch_size)
         margin = self.images.shape[-1] - self.crop
@@ -262,6 +265,6 @@ class SvhnImages:
             sort = np.argsort(index)  # memory maps read faster in order
             chunk = torch.from_numpy(np.asarray(self.images[index[sort]]))[torch.from_numpy(np.argsort(sort))]
             crops = [img[:, oy:oy + self.crop, ox:ox + self.crop]
-                     for img, (oy, ox) in zip(chunk, offsets[positions].tolist())]
+                     for img, (oy, ox) in zip(chunk, offsets[positions].tolist(), strict=True)]
             x = torch.stack(crops).float() / 255 if crops else torch.zeros(0, 3, self.crop, self.crop)
             yield x, torch.from_numpy(np.asarray(self.labels[index])).long().reshape(-1, POSITIONS)

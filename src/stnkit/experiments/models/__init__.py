@@ -16,7 +16,7 @@ Example:
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -98,7 +98,8 @@ def create_model(
         accepted = ["hidden"] if name.endswith("fcn") else ["channels"]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
-        raise ValueError(f"options: model {name!r} accepts {', '.join(accepted) or 'no options'}; got {', '.join(unknown)}")
+        raise ValueError(f"options: model {name!r} accepts {', '.join(accepted) or 'no options'}; "
+                         f"got {', '.join(unknown)}")
     return factory(in_shape, num_classes, transform=transform, downsample=bool(downsample),
                    transform_options=transform_options, **options)
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -109,7 +109,10 @@ def default_centres(k: int) -> Tensor:
     k = check_positive_int("heads", k)
     cols = math.ceil(math.sqrt(k))
     rows = math.ceil(k / cols)
-    centre = (lambda i, n: (2 * i + 1) / n - 1)  # centre of cell i of n along [-1, 1]
+
+    def centre(i: int, n: int) -> float:  # centre of cell i of n along [-1, 1]
+        return (2 * i + 1) / n - 1
+
     return torch.tensor([[centre(i % cols, cols), centre(i // cols, rows)] for i in range(k)])
 
 
@@ -149,7 +152,8 @@ class ParallelAttention(nn.Module):
         self.in_shape = tuple(check_positive_int("in_shape", s) for s in in_shape)
         c, h, w = self.in_shape
         self.heads = check_positive_int("heads", heads)
-        self.crop_size = check_size("crop_size", crop_size if crop_size is not None else (max(1, h // 2), max(1, w // 2)), 2)
+        self.crop_size = check_size("crop_size",
+                                    crop_size if crop_size is not None else (max(1, h // 2), max(1, w // 2)), 2)
         self.loc_size = check_size("loc_size", loc_size if loc_size is not None else self.crop_size, 2)
         self.scale = check_choice("scale", scale, SCALES)
         self.read = check_choice("read", read, ("full", "downsampled"))
@@ -159,12 +163,13 @@ class ParallelAttention(nn.Module):
                   "bounded": lambda: BoundedAttention(scale_range)}[self.scale]()
         build = BACKBONES.get(backbone, argument="backbone")
         loc_options = {"kernel_size": 5 if min(self.loc_size) >= 14 else 3, "downsample": 1, **(loc_options or {})}
-        loc = nn.Sequential(nn.AdaptiveAvgPool2d(self.loc_size),  # area downsampling; identity at loc_size
-                            conv_localisation((c, *self.loc_size), **loc_options))
-        self.st = SpatialTransformer(loc, family, loc_features=loc[1].out_features, output_size=self.crop_size,
+        loc_net = conv_localisation((c, *self.loc_size), **loc_options)
+        loc = nn.Sequential(nn.AdaptiveAvgPool2d(self.loc_size), loc_net)  # area downsampling; identity at loc_size
+        self.st = SpatialTransformer(loc, family, loc_features=loc_net.out_features, output_size=self.crop_size,
                                      heads=self.heads, head_output="stack")
         with torch.no_grad():
-            self.st.regression.bias.copy_(self.default_boxes(family, init_scale).flatten())
+            regression = cast(nn.Linear, self.st.regression)  # regression is on (the default)
+            regression.bias.copy_(self.default_boxes(cast(MatrixTransform, family), init_scale).flatten())
         if self.freeze_boxes:
             self.st.requires_grad_(False)
         check_positive_int("features", features)
@@ -193,7 +198,7 @@ class ParallelAttention(nn.Module):
             raise ValueError(f"x: this model expects images of shape (N, {', '.join(map(str, self.in_shape))}), "
                              f"got shape {tuple(x.shape)}")
         if self.read == "downsampled":
-            x = self.st.localisation[0](x)  # (N, C, *loc_size)
+            x = cast(nn.Sequential, self.st.localisation)[0](x)  # (N, C, *loc_size)
         crops = self.st(x)  # (N, K, C, H', W'); one head gives (N, C, H', W')
         return crops.unsqueeze(1) if self.heads == 1 else crops
 
@@ -237,7 +242,7 @@ def _parallel(k: int) -> Any:
 
     factory.__doc__ = (f"{k} parallel attention crops (one loc net) -> {k} sub-networks -> concat -> linear "
                        f"(the paper's {k}xST-CNN; see ParallelAttention).")
-    factory.name = f"{k}xattn-cnn"  # type: ignore[attr-defined]  (2xst-cnn is the MNIST-addition model)
+    factory.name = f"{k}xattn-cnn"  # type: ignore[attr-defined]  # 2xst-cnn is the MNIST-addition model
     return factory
 
 
@@ -248,6 +253,7 @@ for _k in (2, 4):
 @MODELS.register(name="down-cnn")
 def down_cnn(in_shape, num_classes, transform=None, downsample=False, transform_options=None, *,
              crop_size=None, backbone="resnet", backbone_options=None) -> Downsampled:
-    """A backbone on the input area-downsampled to ``crop_size`` (default: half; the input's own size: full resolution)."""
+    """A backbone on the input area-downsampled to ``crop_size`` (default: half; the input's own size:
+    full resolution)."""
     size = crop_size if crop_size is not None else (max(1, in_shape[1] // 2), max(1, in_shape[2] // 2))
     return Downsampled(in_shape, num_classes, size=size, backbone=backbone, backbone_options=backbone_options)

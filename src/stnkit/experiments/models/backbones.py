@@ -94,7 +94,7 @@ def _replace_head(net: nn.Module, num_classes: int, arch: str) -> nn.Module:
     """Replaces the last classification layer (``fc``, ``classifier`` or ``head``) with a fresh
     ``nn.Linear(features, num_classes)``; Inception-v3's auxiliary head is dropped."""
     if getattr(net, "aux_logits", False):
-        net.aux_logits, net.AuxLogits = False, None
+        net.aux_logits, net.AuxLogits = False, None  # type: ignore[assignment]
     for attr in ("fc", "classifier", "head"):
         layer = getattr(net, attr, None)
         if isinstance(layer, nn.Sequential) and len(layer) and isinstance(layer[-1], nn.Linear):
@@ -141,5 +141,6 @@ def timm_backbone(in_shape: Sequence[int], num_classes: int, arch: str = "resnet
     if len(in_shape) != 3:
         raise ValueError(f"in_shape: expected (C, H, W), got {tuple(in_shape)}")
     timm = _import("timm", "timm")
-    return timm.create_model(arch, pretrained=bool(pretrained), num_classes=check_positive_int("num_classes", num_classes),
+    return timm.create_model(arch, pretrained=bool(pretrained),
+                             num_classes=check_positive_int("num_classes", num_classes),
                              in_chans=check_positive_int("in_shape", in_shape[0]))

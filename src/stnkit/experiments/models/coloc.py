@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -75,7 +75,7 @@ class BoundedAttention(SpatialTransformer):
             raise ValueError(f"scale: expected (s_min, s_max) with 0 < s_min <= s_max <= 1, got {scale!r}")
         self.scale = (low, high)
         with torch.no_grad():
-            self.regression.bias.zero_()
+            cast(nn.Linear, self.regression).bias.zero_()  # regression is on (the default)
 
     def predict(self, x: Tensor) -> Tensor:
         """``(N, 3)`` bounded ``(s, tx, ty)``."""
@@ -98,6 +98,8 @@ class CoLocaliser(nn.Module):
         - input: ``(N, C, H, W)``.
         - output: embeddings ``(N, D)``.
     """
+
+    encoder_ready: Tensor  # a buffer, registered in __init__
 
     def __init__(self, in_shape: Sequence[int], num_classes: int = 10, crop: int = 28,
                  channels: Sequence[int] = (32, 64)) -> None:
@@ -196,4 +198,4 @@ def co_localiser(in_shape, num_classes, transform="attention", downsample=False,
     return model
 
 
-co_localiser.families = ("attention",)  # type: ignore[attr-defined]  (the only family it takes)
+co_localiser.families = ("attention",)  # the only family it takes

@@ -20,13 +20,14 @@ then "more"; see :mod:`stnkit.experiments.tasks.sequences`). ``width`` multiplie
 unit count of the conv/FC stack (not the localisation nets), so the same architecture trains on a
 CPU; the paper's widths are ``width=1``. Dropout (``dropout``, paper 0.5) acts on every layer but the
 first conv and the localisation nets. Feature maps keep the normalised frame through the network
-("same" convs, even sizes halved; approximately for odd sizes such as 54 -> 27 -> 13), so each series ST's theta is in the same [-1, 1] frame as the
-input's (see :func:`stnkit.experiments.viz.series_regions`).
+("same" convs, even sizes halved; approximately for odd sizes such as 54 -> 27 -> 13), so each series
+ST's theta is in the same [-1, 1] frame as the input's (see :func:`stnkit.experiments.viz.series_regions`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 from torch import Tensor, nn
 
@@ -107,7 +108,7 @@ class MultiDigitNet(nn.Module):
     @property
     def spatial_transformers(self) -> list[SpatialTransformer]:
         """The transformers in series order (the first sits on the input)."""
-        return [self.series[k] for k in sorted(self.series, key=int)]
+        return [cast(SpatialTransformer, self.series[k]) for k in sorted(self.series, key=int)]
 
     def forward(self, x: Tensor, return_thetas: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:
         """Logits ``(N, rows, 11)``; with ``return_thetas`` also each ST's theta ``(N, 6)`` in order."""
@@ -121,7 +122,8 @@ class MultiDigitNet(nn.Module):
                 x, theta = st(x, return_theta=True)
                 thetas.append(theta)
             x = conv(x)
-        logits = self.heads(self.fc(x)).view(x.shape[0], self.positions + int(self.length_head), CLASSES)  # (N, rows, 11)
+        rows = self.positions + int(self.length_head)
+        logits = self.heads(self.fc(x)).view(x.shape[0], rows, CLASSES)  # (N, rows, 11)
         return (logits, thetas) if return_thetas else logits
 
 

@@ -9,6 +9,7 @@ The building blocks are plain functions returning ``nn.Sequential``s; the module
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -77,7 +78,7 @@ def conv_classifier(in_shape: Sequence[int], num_classes: int, channels: Sequenc
                          f"padding {tuple(padding)}, got {tuple(channels)}")
     c, h, w = (check_positive_int("in_shape", s) for s in in_shape)
     layers: list[nn.Module] = []
-    for out_c, k, pad in zip(channels, kernel_sizes, padding):
+    for out_c, k, pad in zip(channels, kernel_sizes, padding, strict=True):
         check_positive_int("kernel_sizes", k)
         check_positive_int("padding", pad, minimum=0)
         h, w = h + 2 * pad - k + 1, w + 2 * pad - k + 1  # after the conv
@@ -119,7 +120,7 @@ class TransformerClassifier(nn.Module):
     @property
     def spatial_transformers(self) -> list[SpatialTransformer]:
         """The spatial transformers, in order (empty for the plain FCN and CNN)."""
-        return list(self.transformers)
+        return cast("list[SpatialTransformer]", list(self.transformers))
 
     def transform(self, x: Tensor) -> Tensor:
         """What the transformers make of ``x``: ``(N, C', H, W)`` (``x`` itself if there are none)."""

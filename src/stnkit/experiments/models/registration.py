@@ -19,7 +19,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from ..._validate import check_positive_int, check_tensor
 from ...fields import resize_field
 from ...module import SpatialTransformer
+from ...transforms.displacement import Displacement
 from .network import MODELS
 
 #: Families whose theta is a 2-D dense field (what the U-Net outputs).
@@ -108,12 +109,12 @@ class Registration(nn.Module):
         """The displacement field ``(N, 2, H, W)`` (normalised units) of the warp of ``x`` (or of
         ``theta`` already predicted): the velocity's flow for ``velocity``."""
         theta = self.st.predict(x) if theta is None else theta
-        return resize_field(self.st.transform.displacement(theta), x.shape[2:])  # (N, 2, H, W)
+        return resize_field(cast(Displacement, self.st.transform).displacement(theta), x.shape[2:])  # (N, 2, H, W)
 
     def smoothness(self, theta: Tensor) -> Tensor:
         """Per-sample mean squared spatial derivative of the predicted field (displacement or
         velocity), per normalised unit of length (dimensionless): ``(N,)``."""
-        u = self.st.transform.field(theta)  # (N, 2, h, w)
+        u = cast(Displacement, self.st.transform).field(theta)  # (N, 2, h, w)
         h, w = u.shape[2:]
         dx = (u[..., :, 1:] - u[..., :, :-1]) * (w / 2)  # (N, 2, h, w-1)
         dy = (u[..., 1:, :] - u[..., :-1, :]) * (h / 2)  # (N, 2, h-1, w)
@@ -137,5 +138,5 @@ def registration_unet(in_shape: Sequence[int], num_classes: int, transform: str 
     return Registration(in_shape, transform, transform_options, channels)
 
 
-registration_unet.families = FIELD_FAMILIES  # type: ignore[attr-defined]  (the only families it takes)
-registration_unet.in_channels = 2  # type: ignore[attr-defined]  (moving and fixed stacked)
+registration_unet.families = FIELD_FAMILIES  # the only families it takes
+registration_unet.in_channels = 2  # moving and fixed stacked

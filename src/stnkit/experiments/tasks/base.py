@@ -168,7 +168,7 @@ class Task(ABC):
                  device: torch.device | str | None = None) -> dict[str, Any]:
         """``{metric name: value, ..., "n": samples}`` of ``model`` (eval mode) over ``batches``."""
 
-    def prepare_model(self, model: nn.Module) -> None:
+    def prepare_model(self, model: nn.Module) -> None:  # noqa: B027 (an optional hook, empty by default)
         """Called by the trainer on a fresh model before training (not on resume): e.g. pretrains a
         frozen part (co-localisation's encoder). Default: nothing."""
 

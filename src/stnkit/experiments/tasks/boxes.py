@@ -43,7 +43,8 @@ def box_iou(boxes: Tensor, others: Tensor) -> Tensor:
     check_tensor("boxes", boxes, ndim=2, shape="(N, 4)", floating=True)
     check_tensor("others", others, ndim=2, shape="(N, 4)", floating=True)
     if boxes.shape[1] != 4 or boxes.shape != others.shape:
-        raise ValueError(f"others: expected the shape of boxes {tuple(boxes.shape)} = (N, 4), got {tuple(others.shape)}")
+        raise ValueError(f"others: expected the shape of boxes {tuple(boxes.shape)} = (N, 4), "
+                         f"got {tuple(others.shape)}")
     low = torch.maximum(boxes[:, :2], others[:, :2])  # (N, 2) top-left of the intersection
     high = torch.minimum(boxes[:, 2:], others[:, 2:])  # (N, 2) bottom-right
     inter = (high - low).clamp(min=0).prod(dim=1)  # (N,)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +36,9 @@ from ..data import derive_seed, load_digits
 from ..data.coloc import ColocEval, ColocImages
 from .base import Batch, Metric, StepResult, Task, register_task
 from .boxes import attention_boxes, box_iou, triplet_hinge_loss
+
+if TYPE_CHECKING:
+    from ..models.coloc import CoLocaliser
 
 log = logging.getLogger(__name__)
 ENCODER_STEPS = 300
@@ -72,7 +75,8 @@ class Colocalisation(Task):
         options = dict(getattr(config, "task_options", None) or {})
         unknown = sorted(set(options) - set(cls.options))
         if unknown:
-            raise ValueError(f"task_options: task {cls.name!r} accepts {', '.join(cls.options)}; got {', '.join(unknown)}")
+            raise ValueError(f"task_options: task {cls.name!r} accepts {', '.join(cls.options)}; "
+                             f"got {', '.join(unknown)}")
         return cls(digits=config.digits, data_dir=data_dir or config.data_dir, download=config.download,
                    seed=config.seed, limit=config.limit, test_limit=config.test_limit, **options)
 
@@ -103,6 +107,7 @@ class Colocalisation(Task):
     # -- training and scoring ------------------------------------------------------------------------
     def step(self, model: nn.Module, batch: Batch) -> StepResult:
         x, boxes, labels, negatives = batch
+        model = cast("CoLocaliser", model)
         crops, theta = model.st(x, return_theta=True)  # (n, 1, crop, crop), (n, 3)
         random_crops = warp(x, negatives.to(x.dtype), "attention", crops.shape[2:])  # (n, 1, crop, crop)
         loss = triplet_hinge_loss(model.embed(crops), model.embed(random_crops), labels).sum()
@@ -118,6 +123,7 @@ class Colocalisation(Task):
     def evaluate(self, model: nn.Module, batches: Iterable[Batch],
                  device: torch.device | str | None = None) -> dict[str, Any]:
         """``{"hit_rate": %, "iou": mean IoU, "hit_rate_<class>": % per class, "n": images}``."""
+        model = cast("CoLocaliser", model)
         was_training = model.training
         model.eval()
         ious, labels = [], []
@@ -150,6 +156,7 @@ class Colocalisation(Task):
             return
         from ..data import cache_dir
 
+        model = cast("CoLocaliser", model)
         encoder = model.encoder
         shapes = "-".join(str(p.shape[0]) for p in encoder.parameters() if p.dim() == 4)
         path = cache_dir() / f"coloc-encoder-{self.digits}-c{shapes}-s{self.seed}-n{self.encoder_steps}.pt"

@@ -1,8 +1,8 @@
 """The parallel-attention experiment: the paper's CUB-200 (Table 3) offline stand-in and its controls.
 
 ``parts``: two digits on a 96x96 cluttered canvas; label = the left digit, plus 10 when the right
-one is 5 or more (20 classes; see :mod:`stnkit.experiments.data.glyph_pairs`). It asks the paper's question: does attention at high
-resolution (``2xattn-cnn`` / ``4xattn-cnn``: crops sampled from the full-resolution canvas) beat
+one is 5 or more (20 classes; see :mod:`stnkit.experiments.data.glyph_pairs`). It asks the paper's question:
+does attention at high resolution (``2xattn-cnn`` / ``4xattn-cnn``: crops sampled from the full-resolution canvas) beat
 seeing the whole image at low resolution (``down-cnn``: the canvas area-downsampled to the crops'
 size) at a similar cost? Controls: ``down-cnn`` at the canvas's own size (full resolution),
 ``2xattn-cnn`` with ``freeze_boxes`` (two branches, no attention) and with ``read="downsampled"``.

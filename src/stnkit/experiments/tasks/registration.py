@@ -20,7 +20,7 @@ Options (``task_options``): ``smooth`` (weight of the smoothness term, default 0
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import torch
 from torch import Tensor, nn
@@ -29,6 +29,9 @@ from ...fields import folding_fraction
 from ..data import load_digits
 from ..data.pairs import DigitPairs
 from .base import Batch, Metric, StepResult, Task, register_task
+
+if TYPE_CHECKING:
+    from ..models.registration import Registration as RegistrationModel
 
 #: Intensity above which a pixel belongs to the digit's mask.
 MASK_THRESHOLD = 0.5
@@ -74,7 +77,8 @@ class Registration(Task):
         options = dict(getattr(config, "task_options", None) or {})
         unknown = sorted(set(options) - set(cls.options))
         if unknown:
-            raise ValueError(f"task_options: task {cls.name!r} accepts {', '.join(cls.options)}; got {', '.join(unknown)}")
+            raise ValueError(f"task_options: task {cls.name!r} accepts {', '.join(cls.options)}; "
+                             f"got {', '.join(unknown)}")
         return cls(digits=config.digits, data_dir=data_dir or config.data_dir, download=config.download,
                    seed=config.seed, limit=config.limit, test_limit=config.test_limit, **options)
 
@@ -110,6 +114,7 @@ class Registration(Task):
     # -- training and scoring ------------------------------------------------------------------------
     def losses(self, model: nn.Module, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         """Per-pair loss ``(n,)`` (differentiable) and per-pair metrics (detached, float64)."""
+        model = cast("RegistrationModel", model)
         moving, fixed = batch[0], batch[1]
         x = torch.cat([moving, fixed], 1)  # (n, 2, H, W)
         warped, theta = model(x, return_theta=True)  # (n, 1, H, W), (n, P)

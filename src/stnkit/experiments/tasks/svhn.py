@@ -8,7 +8,7 @@ when its archive (or cached arrays) is in the data directory. ``digits`` is igno
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from .base import register_task
 from .sequences import SequenceTask
@@ -42,9 +42,9 @@ class Svhn(SequenceTask):
     @classmethod
     def from_config(cls, config: Any, *, data_dir: str | None = None) -> Svhn:
         """As :meth:`Task.from_config`; a model with ``length_head`` keeps the 6+ digit numbers as "more"."""
-        task = super().from_config(config, data_dir=data_dir)
+        task = cast(Svhn, super().from_config(config, data_dir=data_dir))
         task.keep_long = bool((config.model_options or {}).get("length_head", False))
-        return task  # type: ignore[return-value]
+        return task
 
     @property
     def in_shape(self) -> tuple[int, int, int]:

@@ -22,7 +22,7 @@ SUMMARY = "summary.json"
 FORMAT = 1
 
 
-def _atomic(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
+def _atomic(path: Path, write: Callable[[IO[bytes]], object]) -> Path:
     with atomic_open(path) as f:
         write(f)
     return Path(path)
@@ -58,7 +58,8 @@ def resolve_checkpoint(path: str | Path) -> Path:
     if path.is_dir():
         path = path / CHECKPOINT
         if not path.is_file():
-            raise FileNotFoundError(f"run: no {CHECKPOINT} in {str(path.parent)!r}; is it a run directory of `stnkit train`?")
+            raise FileNotFoundError(f"run: no {CHECKPOINT} in {str(path.parent)!r}; "
+                                    "is it a run directory of `stnkit train`?")
     elif not path.is_file():
         raise FileNotFoundError(f"run: no such run directory or checkpoint {str(path)!r}")
     return path
@@ -75,7 +76,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated / foreign files: say what the file is not
-        raise ValueError(f"run: {str(path)!r} is not a readable stnkit checkpoint ({type(err).__name__}: {err})") from None
+        raise ValueError(f"run: {str(path)!r} is not a readable stnkit checkpoint "
+                         f"({type(err).__name__}: {err})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT or "model" not in state:
         raise ValueError(f"run: {str(path)!r} is not an stnkit checkpoint (format {FORMAT})")
     bad = [k for k, v in state["model"].items()

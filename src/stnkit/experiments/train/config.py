@@ -180,7 +180,7 @@ def _dataset(self: TrainConfig) -> str:
     return self.task
 
 
-TrainConfig.dataset = property(_dataset)  # type: ignore[assignment]  (read access for old code)
+TrainConfig.dataset = property(_dataset)  # type: ignore[attr-defined]  # read access for old code
 
 
 def with_task_recipe(values: dict[str, Any]) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -65,7 +65,7 @@ def evaluate_run(path: str | Path, *, npz: str | Path | None = None, data_dir: s
     if npz is not None:
         from .. import data
 
-        c, h, w = model.in_shape
+        c, h, w = cast("tuple[int, int, int]", model.in_shape)
         images, labels = data.load_npz(npz)
         images = data.fit_to_size(images, (h, w), c)
         num_classes = _num_classes(model)

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -95,7 +95,7 @@ class Trainer:
         self.in_shape, self.num_classes = tuple(self.task.in_shape), self.task.num_outputs
         self.model = build_model(cfg, self.in_shape, self.num_classes).to(env.device)
         if cfg.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+            self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.amp_dtype = amp_dtype(env.device) if cfg.amp else None
         self.optimizer = build_optimizer(self.model, cfg)
         self.steps_per_epoch = math.ceil(len(self.train_set) / cfg.batch_size)
@@ -112,7 +112,7 @@ class Trainer:
             ids = [env.device.index] if env.device.type == "cuda" else None
             self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         if cfg.compile:
-            self.net = torch.compile(self.net)
+            self.net = cast(nn.Module, torch.compile(self.net))
 
     # -- checkpoint state ---------------------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:
@@ -245,7 +245,7 @@ class Trainer:
                 self.optimizer.step()
                 state.iteration, state.batch = state.iteration + 1, i + 1
                 seconds = seconds_before + time.perf_counter() - start
-                state.partial = state.partial.added(loss_all, n, dict(zip(names, sums_all)), seconds)
+                state.partial = state.partial.added(loss_all, n, dict(zip(names, sums_all, strict=True)), seconds)
                 self._updating = False
                 if env.is_main and cfg.checkpoint_every and state.iteration % cfg.checkpoint_every == 0 \
                         and self._may_save():

@@ -121,7 +121,7 @@ def assemble(frames: Sequence[GifFrame], durations_ms: Sequence[int], loop: int 
         raise ValueError(f"frames: expected frames of one size, got sizes (W, H) {sorted(sizes)}")
     out = [b"GIF89a", struct.pack("<HHBBB", width, height, 0x70, 0, 0)]  # no global colour table
     out.append(b"\x21\xff\x0bNETSCAPE2.0" + struct.pack("<BBHB", 3, 1, loop, 0))
-    for frame, ms in zip(frames, durations_ms):
+    for frame, ms in zip(frames, durations_ms, strict=True):
         delay = max(2, round(ms / 10))  # hundredths; browsers treat 0-1 as "as fast as possible"
         flags = (1 << 2) | (1 if frame.transparent is not None else 0)  # disposal 1: leave in place
         out.append(struct.pack("<BBBBHBB", 0x21, 0xF9, 4, flags, delay, frame.transparent or 0, 0))

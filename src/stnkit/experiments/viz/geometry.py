@@ -52,8 +52,11 @@ class SamplingRegion:
 
     def select(self, index: int | slice | Tensor) -> SamplingRegion:
         """The region of some samples only (same layout, batch dimension indexed)."""
-        pick = (lambda t: None if t is None else t[index])
-        return SamplingRegion(pick(self.outline), pick(self.corners), pick(self.control_points), pick(self.grid))
+
+        def pick(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t[index]
+
+        return SamplingRegion(self.outline[index], self.corners[index], pick(self.control_points), pick(self.grid))
 
 
 def frame_outline(size: Sequence[int], *, align_corners: bool = False, outline: str = "edges",
@@ -151,7 +154,9 @@ def sampling_region(
     input_size = size if input_size is None else check_size("input_size", input_size, 2)
     check_choice("outline", outline, OUTLINES)
     theta = theta.detach()
-    to_pixels = (lambda p: coords.normalized_to_pixel(p, input_size, align_corners))
+
+    def to_pixels(p: Tensor) -> Tensor:
+        return coords.normalized_to_pixel(p, input_size, align_corners)
 
     per_side = points_per_side if points_per_side is not None else (1 if family.has_matrix else 16)
     frame = frame_outline(size, align_corners=align_corners, outline=outline, points_per_side=per_side,

@@ -139,7 +139,7 @@ def plot_panel(
             image = input_rgb[i] if j == 0 else output_rgb[j - 1][i]
             _show_image(ax, image, margin)
             if j == 0:
-                for region, color in zip(regions, colors):
+                for region, color in zip(regions, colors, strict=False):
                     if region is not None:
                         _draw_region(ax, region.select(slice(i, i + 1)), color)
             elif heads > 1 or regions[j - 1] is not None:

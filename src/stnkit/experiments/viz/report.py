@@ -90,7 +90,8 @@ def _read_metrics(path: Path) -> list[dict[str, Any]]:
 
 
 def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else None
+    finite = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if finite else None
 
 
 def load_result(run: str | Path) -> RunResult:
@@ -160,8 +161,8 @@ def results_table(results: Sequence[RunResult], digits: str = "mnist") -> str:
     """Markdown table laid out like the paper's Table 1: model rows x distortion columns.
 
     Each cell is ``ours / paper`` (test error %, ``—`` where there is none); complete runs sharing a
-    cell (e.g. several seeds) are averaged, shown as mean ± sample standard deviation, and counted; incomplete runs are never averaged
-    in, only counted (``+1 incomplete``). Columns are R, RTS, P, E, then any
+    cell (e.g. several seeds) are averaged, shown as mean ± sample standard deviation, and counted; incomplete runs are
+    never averaged in, only counted (``+1 incomplete``). Columns are R, RTS, P, E, then any
     other distortion among ``results``; rows are the paper's models for those columns, then any
     other model among ``results``.
     """
@@ -185,20 +186,20 @@ def results_table(results: Sequence[RunResult], digits: str = "mnist") -> str:
             cells.setdefault(key, []).append(r.test_error)
     lines = ["| model | " + " | ".join(DISTORTION_LABELS.get(c, c) for c in columns) + " |",
              "|---|" + "---:|" * len(columns)]
-    for key in rows:
+    for row_key in rows:
         row = []
         for c in columns:
-            ours = cells.get((key, c))
+            ours = cells.get((row_key, c))
             text = _fmt(_mean(ours)) if ours else "—"
             if ours and len(ours) > 1:  # mean ± sample standard deviation over the seeds
                 text += f" ± {_fmt(statistics.stdev(ours))} (n={len(ours)})"
             if ours:
                 text = f"**{text}**"
-            if incomplete.get((key, c)):
-                text += f" (+{incomplete[(key, c)]} incomplete)"
-            ref = paper_error(key[0], key[1], c, digits) if paper else None
+            if incomplete.get((row_key, c)):
+                text += f" (+{incomplete[(row_key, c)]} incomplete)"
+            ref = paper_error(row_key[0], row_key[1], c, digits) if paper else None
             row.append(f"{text} / {_fmt(ref, 1)}")
-        lines.append(f"| {row_label(*key)} | " + " | ".join(row) + " |")
+        lines.append(f"| {row_label(*row_key)} | " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
@@ -252,7 +253,7 @@ def plot_learning_curves(results: Sequence[RunResult], path: str | Path, *, dpi:
         points = [(e, v) for e, v in r.curve if v > 0]  # a log axis cannot show 0 %
         if not points:
             continue
-        epochs, errors = zip(*points)
+        epochs, errors = zip(*points, strict=True)
         ax.plot(epochs, errors, marker="o" if len(points) < 30 else None, markersize=3,
                 label=f"{r.label} · {DISTORTION_LABELS.get(r.distortion, r.distortion)} · {r.path.name}")
         plotted += 1

@@ -15,6 +15,7 @@ giving each transformer's theta in order.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -28,9 +29,26 @@ from .geometry import SamplingRegion, sampling_region
 def map_back(points: Tensor, sts: Sequence[SpatialTransformer], thetas: Sequence[Tensor]) -> Tensor:
     """Normalised points ``(N, K, 2)`` of the last transformer's input frame -> the first one's input
     (the image), through ``warp_points`` of ``sts[-1], ..., sts[0]`` (``thetas`` in series order)."""
-    for st, theta in zip(reversed(sts), reversed(thetas)):
+    for st, theta in zip(reversed(sts), reversed(thetas), strict=True):
         points = st.transform.warp_points(theta, points)  # (N, K, 2)
     return points
+
+
+def _region_back(region: SamplingRegion, size: tuple[int, ...], align_corners: bool,
+                 sts: Sequence[SpatialTransformer], thetas: Sequence[Tensor]) -> SamplingRegion:
+    """``region`` in image pixels of the last transformer's input frame -> the image's, via :func:`map_back`."""
+
+    def back(pixels: Tensor) -> Tensor:
+        flat = pixels.reshape(pixels.shape[0], -1, 2)  # (n, K, 2)
+        normalised = pixel_to_normalized(flat, size, align_corners)
+        mapped = map_back(normalised, sts, thetas)
+        return normalized_to_pixel(mapped, size, align_corners).reshape(pixels.shape)
+
+    def back_optional(pixels: Tensor | None) -> Tensor | None:
+        return None if pixels is None else back(pixels)
+
+    return SamplingRegion(back(region.outline), back(region.corners), back_optional(region.control_points),
+                          back_optional(region.grid))
 
 
 def series_regions(model: nn.Module, images: Tensor, outline: str = "edges"
@@ -46,25 +64,16 @@ def series_regions(model: nn.Module, images: Tensor, outline: str = "edges"
     Returns:
         ``[(view (n, C, H, W), theta (n, P), region in image pixels)]``, one per transformer.
     """
-    sts = list(model.spatial_transformers)
+    sts = list(cast("Sequence[SpatialTransformer]", model.spatial_transformers))
     size = tuple(images.shape[2:])
     with torch.no_grad():
         _, thetas = model(images, return_thetas=True)
     results = []
-    for k, (st, theta) in enumerate(zip(sts, thetas)):
+    for k, (st, theta) in enumerate(zip(sts, thetas, strict=True)):
         earlier_sts, earlier = sts[:k], thetas[:k]
         # The region in transformer k's own input frame (drawn at the image's size), then mapped back.
         own = sampling_region(st.transform, theta, size, size, align_corners=st.align_corners, outline=outline)
-
-        def back(pixels: Tensor | None) -> Tensor | None:
-            if pixels is None:
-                return None
-            flat = pixels.reshape(pixels.shape[0], -1, 2)  # (n, K, 2)
-            normalised = pixel_to_normalized(flat, size, st.align_corners)
-            mapped = map_back(normalised, earlier_sts, earlier)
-            return normalized_to_pixel(mapped, size, st.align_corners).reshape(pixels.shape)
-
-        region = SamplingRegion(back(own.outline), back(own.corners), back(own.control_points), back(own.grid))
+        region = _region_back(own, size, st.align_corners, earlier_sts, earlier)
         grid = st.transform.grid(theta, size, st.align_corners)  # (n, H, W, 2) in k's input frame
         grid = map_back(grid.reshape(len(theta), -1, 2), earlier_sts, earlier).reshape(grid.shape)
         view = sample(images, grid, align_corners=st.align_corners)  # (n, C, H, W)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -51,7 +51,8 @@ def run_title(config: Any) -> str:
     model = getattr(config, "model", "?")
     digits = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}.get(getattr(config, "digits", "mnist"), "digits")
     distortion = getattr(config, "task", "?")
-    return f"{row_label(model, getattr(config, 'transform', None))} on {digits} {DISTORTION_LABELS.get(distortion, distortion)}"
+    label = DISTORTION_LABELS.get(distortion, distortion)
+    return f"{row_label(model, getattr(config, 'transform', None))} on {digits} {label}"
 
 
 def pick(count: int, n: int, seed: int) -> Tensor:
@@ -144,7 +145,7 @@ def show_run(run: str | Path, out: str | Path, *, npz: str | Path | None = None,
 
         images, true = sample_boxed(make_task(config), n, seed)
         with torch.no_grad():
-            predicted = model.boxes(images)
+            predicted = cast(Any, model).boxes(images)
         fig = plot_boxes(images, predicted, true, title=f"{run_title(config)}: predicted (solid) and true (dashed) box")
         return save_figure(fig, out)
     if npz is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -64,7 +65,7 @@ def apply_transformers(model: nn.Module | Sequence[SpatialTransformer], images: 
     check_tensor("images", images, ndim=4, shape="(n, C, H, W)", floating=True)
     if getattr(model, "transformers_in_series", False):  # e.g. st-cnn-multi: regions mapped back (series.py)
         return _series_views(model, images, outline)  # type: ignore[arg-type]
-    sts = list(model) if isinstance(model, (list, tuple)) else spatial_transformers(model)
+    sts = list(model) if isinstance(model, (list, tuple)) else spatial_transformers(cast(nn.Module, model))
     views: list[HeadView] = []
     total = sum(st.heads for st in sts)
     for st in sts:
@@ -101,8 +102,11 @@ def _series_views(model: nn.Module, images: Tensor, outline: str) -> list[HeadVi
 
 
 def _to_cpu(region: SamplingRegion) -> SamplingRegion:
-    move = (lambda t: None if t is None else t.float().cpu())
-    return SamplingRegion(move(region.outline), move(region.corners), move(region.control_points), move(region.grid))
+    def move(t: Tensor | None) -> Tensor | None:
+        return None if t is None else t.float().cpu()
+
+    return SamplingRegion(region.outline.float().cpu(), region.corners.float().cpu(), move(region.control_points),
+                          move(region.grid))
 
 
 def _label(s: int, h: int, n_st: int, heads: int, total: int) -> str:
