@@ -116,9 +116,15 @@ class Task(ABC):
 
     @classmethod
     def from_config(cls, config: Any, *, data_dir: str | None = None) -> Task:
-        """The task of a :class:`~stnkit.experiments.train.TrainConfig` (``data_dir`` overrides its own)."""
+        """The task of a :class:`~stnkit.experiments.train.TrainConfig` (``data_dir`` overrides its own),
+        with its ``task_options`` (those the task declares in :attr:`options`)."""
+        options = dict(getattr(config, "task_options", None) or {})
+        unknown = sorted(set(options) - set(cls.options))
+        if unknown:
+            raise ValueError(f"task_options: task {cls.name!r} accepts {', '.join(cls.options) or 'no options'}; "
+                             f"got {', '.join(unknown)}")
         return cls(digits=config.digits, data_dir=data_dir or config.data_dir, download=config.download,
-                   seed=config.seed, limit=config.limit, test_limit=config.test_limit)
+                   seed=config.seed, limit=config.limit, test_limit=config.test_limit, **options)
 
     # -- what the model sees -------------------------------------------------------------------------
     @property

@@ -70,16 +70,6 @@ class Colocalisation(Task):
         self.encoder_steps = encoder_steps
         self._train: ColocImages | None = None
 
-    @classmethod
-    def from_config(cls, config: Any, *, data_dir: str | None = None) -> Task:
-        options = dict(getattr(config, "task_options", None) or {})
-        unknown = sorted(set(options) - set(cls.options))
-        if unknown:
-            raise ValueError(f"task_options: task {cls.name!r} accepts {', '.join(cls.options)}; "
-                             f"got {', '.join(unknown)}")
-        return cls(digits=config.digits, data_dir=data_dir or config.data_dir, download=config.download,
-                   seed=config.seed, limit=config.limit, test_limit=config.test_limit, **options)
-
     @property
     def in_shape(self) -> tuple[int, int, int]:
         return (1, 84, 84)

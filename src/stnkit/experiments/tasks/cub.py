@@ -51,12 +51,6 @@ class Cub(Task):
         self.size, self.resize, self.workers = size, resize, workers
         self._data: dict[str, CubData] = {}
 
-    @classmethod
-    def from_config(cls, config: Any, *, data_dir: str | None = None) -> Task:
-        return cls(digits=config.digits, data_dir=data_dir or config.data_dir, download=config.download,
-                   seed=config.seed, limit=config.limit, test_limit=config.test_limit,
-                   **dict(getattr(config, "task_options", None) or {}))
-
     @property
     def in_shape(self) -> tuple[int, int, int]:
         return (3, self.size, self.size)
