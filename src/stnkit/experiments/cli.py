@@ -345,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .grid import add_command as add_grid  # `stnkit grid`: logic in experiments/grid.py
     add_grid(sub)
 
-    p = sub.add_parser("quickstart", help="CNN vs ST-CNN on RTS in a few minutes (embedded digits)")
+    p = sub.add_parser("quickstart", help="CNN vs ST-CNN on RTS in under a minute (embedded digits)")
     p.add_argument("--out", default="runs/quickstart", help="where the two runs go (default: runs/quickstart)")
     p.add_argument("--epochs", type=int, help=f"epochs per model (default: {QUICKSTART['epochs']})")
     p.add_argument("--threads", type=int, help="torch CPU threads")
