@@ -3,6 +3,7 @@ show and resume: held against the logits that the old code computed (``tests/exp
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -45,3 +46,43 @@ def test_old_run_resumes(tmp_path):
     after = torch.load(run / "checkpoint.pt", weights_only=True)
     assert before == 1 and after["epoch"] == 2
 
+
+
+def _tiny_rts(tmp_path, name, *extra):
+    data = write_synthetic_mnist(tmp_path / "digits")
+    run = tmp_path / name
+    assert main(["train", "--task", "rts", "--epochs", "1", "--limit", "64", "--test-limit", "32",
+                 "--batch-size", "32", "--data-dir", str(data), "--out", str(run), "--no-progress",
+                 "--no-animation", *extra]) == 0
+    return run
+
+
+def test_plain_models_see_the_whole_input_and_the_choice_is_recorded(tmp_path):
+    cnn = _tiny_rts(tmp_path, "cnn", "--model", "cnn")
+    st = _tiny_rts(tmp_path, "st", "--model", "st-cnn")
+    for run, pooled in ((cnn, False), (st, True)):
+        assert json.loads((run / "config.json").read_text())["downsample"] is pooled
+        model, config = load_run(run)
+        assert config.downsample is pooled
+        x = torch.zeros(2, 1, 42, 42)
+        seen = model.pool(model.transform(x))
+        assert seen.shape[-1] == (21 if pooled else 42)
+
+
+def test_run_from_before_the_unpooled_baseline_loads_and_resumes_with_its_pool(tmp_path):
+    run = _tiny_rts(tmp_path, "old", "--model", "cnn", "--downsample")
+    for name in ("checkpoint.pt", "config.json"):  # what runs before 0.3.0 recorded: downsample unset
+        if name == "config.json":
+            values = json.loads((run / name).read_text())
+            values["downsample"] = None
+            (run / name).write_text(json.dumps(values))
+        else:
+            state = torch.load(run / name, weights_only=True)
+            state["config"]["downsample"] = None
+            torch.save(state, run / name)
+    model, config = load_run(run)  # strict load: the classifier's weights fit a 21x21 input
+    assert config.downsample is True and isinstance(model.pool, torch.nn.AvgPool2d)
+    data = tmp_path / "digits"
+    assert main(["train", "--resume", "--out", str(run), "--epochs", "2", "--data-dir", str(data),
+                 "--no-progress", "--no-animation"]) == 0
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["epoch"] == 2

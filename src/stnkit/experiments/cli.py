@@ -176,6 +176,7 @@ def _recover(run: str) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .train import TrainConfig
+    from .train.build import saved_config
     from .train.checkpoint import CHECKPOINT, CONFIG, load_checkpoint
 
     base = None
@@ -191,7 +192,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise UserError(f"--resume: cannot read {saved}: {err}") from err
         if (Path(args.out) / CHECKPOINT).is_file():  # rundir: config.json stays as recorded; a resumed run
             try:  # continues with the settings its checkpoint holds (e.g. a longer --epochs of an earlier resume)
-                base = TrainConfig.from_dict(load_checkpoint(args.out)["config"], where=f"run {args.out}").to_dict()
+                base = saved_config(load_checkpoint(args.out), where=f"run {args.out}").to_dict()
             except ValueError as err:
                 raise UserError(f"--resume: {err}") from err
     try:

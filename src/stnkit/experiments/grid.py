@@ -52,11 +52,11 @@ class Budget:
     batch_size: int = 256
 
 
-#: Named budgets. ``tiny``: smoke tests. ``cpu``: meant for the whole set in 2-3 hours of a 2-core
-#: CPU (an estimate, not measured: 2 epochs of 20,000 left RTS at 39% / 20% for CNN / ST-CNN, too
-#: short; docs/results.md). ``gpu``: full data, longer.
+#: Named budgets. ``tiny``: smoke tests. ``cpu``: the whole set (table1, tc, table4) in one working
+#: session of a 2-core CPU, 1 thread per run (docs/results.md gives each cell's CPU time).
+#: ``gpu``: full data, longer.
 BUDGETS = {"tiny": Budget(epochs=1, limit=256, test_limit=256, batch_size=64),
-           "cpu": Budget(epochs=3, limit=30000, test_limit=10000),
+           "cpu": Budget(epochs=3, limit=None, test_limit=None),
            "gpu": Budget(epochs=20, limit=None, test_limit=None)}
 
 

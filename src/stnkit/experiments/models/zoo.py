@@ -11,8 +11,9 @@ own documented options and returns a :class:`TransformerClassifier`:
   localisation net seeing every input channel; their outputs are concatenated (2 x C channels).
 
 ``downsample=True`` puts the paper's 2x average pool in front of the classifier (after the
-transformers): RTS (42x42) and TC (60x60). The plain FCN/CNN get the same pool so that the
-classifier is the same in every model of a column of Table 1.
+transformers): RTS (42x42) and TC (60x60). ``stnkit train`` turns it on for the models with
+transformers only: the plain FCN/CNN see the whole 42x42 / 60x60 input, the paper's most likely reading
+(``--downsample`` pools them too: the same classifier on the same input as the ST models').
 """
 
 from __future__ import annotations

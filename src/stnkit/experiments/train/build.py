@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -20,12 +21,31 @@ def make_task(config: TrainConfig, *, data_dir: str | None = None) -> Task:
 def build_model(config: TrainConfig, in_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """Creates the config's model; the weight init is seeded by ``config.seed`` without touching
     the global RNG state (``torch.random.fork_rng``)."""
-    downsample = config.downsample if config.downsample is not None else max(in_shape[1:]) > 28
+    downsample = config.downsample if config.downsample is not None else default_downsample(config.model, in_shape)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         return create_model(config.model, in_shape=in_shape, num_classes=num_classes, transform=config.transform,
                             downsample=downsample, transform_options=config.transform_options or None,
                             **config.model_options)
+
+
+def default_downsample(model: str, in_shape: tuple[int, ...]) -> bool:
+    """The paper's 2x average pool after the transformers: on for a model with transformers and an
+    input larger than 28x28 (RTS, TC, addition). The plain FCN and CNN see the whole input (42x42 on
+    RTS), as the paper's baselines most likely did (docs/results.md, "CNN baseline")."""
+    return "st-" in model and max(in_shape[1:]) > 28  # st-cnn, 2xst-fcn, ic-st-cnn, ...
+
+
+def saved_config(state: dict[str, Any], where: str = "run") -> TrainConfig:
+    """The config a checkpoint was trained with, ``downsample`` resolved.
+
+    Runs from before 0.3.0 left ``downsample`` unset and pooled every model's input larger than 28x28,
+    the plain FCN and CNN included; they load and resume with that rule.
+    """
+    config = TrainConfig.from_dict(state["config"], where=where)
+    if config.downsample is None:
+        config = dataclasses.replace(config, downsample=max(tuple(state["in_shape"])[1:]) > 28)
+    return config
 
 
 def model_for(config: TrainConfig, task: Any) -> nn.Module:

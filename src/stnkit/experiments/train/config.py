@@ -52,7 +52,8 @@ class TrainConfig:
     transform: str = _f("affine", "transform family of the spatial transformers")
     task: str = _f(TASK_DEFAULT, "task (experiment): r, rts, p, e, t, tc, addition, none (stnkit list)")
     digits: str = _f("mnist", "source digits: mnist or fashion-mnist")
-    downsample: bool | None = _f(None, "2x average pool after the ST (default: on for inputs larger than 28x28)")
+    downsample: bool | None = _f(None, "2x average pool after the ST (default: on for ST models on inputs "
+                                     "larger than 28x28; the plain FCN/CNN see the whole input)")
     transform_options: dict = _f({}, "transform family options as JSON, e.g. '{\"grid_size\": 4}'")
     model_options: dict = _f({}, "model options as JSON, e.g. '{\"channels\": [32, 64]}'")
     task_options: dict = _f({}, "task options as JSON, e.g. '{\"classes\": [3]}' (coloc)")

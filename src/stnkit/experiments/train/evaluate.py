@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from ..tasks import classification_error
 from . import checkpoint as ckpt
-from .build import build_model, make_task
+from .build import build_model, make_task, saved_config
 from .config import TrainConfig
 
 
@@ -33,7 +33,7 @@ def load_run(path: str | Path) -> tuple[nn.Module, TrainConfig]:
         ``(model, config)``; the model has ``in_shape`` and ``spatial_transformers``.
     """
     state = ckpt.load_checkpoint(path)
-    config = TrainConfig.from_dict(state["config"], where=f"run {path}")
+    config = saved_config(state, where=f"run {path}")
     model = build_model(config, tuple(state["in_shape"]), int(state["num_classes"]))
     model.load_state_dict(state["model"])
     return model.eval(), config

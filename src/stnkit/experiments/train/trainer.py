@@ -13,6 +13,7 @@ caller sets up the process group (:func:`distributed.setup`) and passes the ``en
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import signal
@@ -30,7 +31,7 @@ from ..data.loading import batches_from, configure_loading
 from ..models import count_parameters
 from . import checkpoint as ckpt
 from . import distributed
-from .build import build_model, make_task
+from .build import build_model, default_downsample, make_task, saved_config
 from .callbacks import call
 from .config import TrainConfig
 from .optim import build_optimizer, lr_factor, set_lr
@@ -93,6 +94,8 @@ class Trainer:
         if env.distributed and env.is_main:
             distributed.barrier(env)
         self.in_shape, self.num_classes = tuple(self.task.in_shape), self.task.num_outputs
+        if cfg.downsample is None:  # recorded resolved, so that a later default cannot change a saved run
+            cfg = self.config = dataclasses.replace(cfg, downsample=default_downsample(cfg.model, self.in_shape))
         self.model = build_model(cfg, self.in_shape, self.num_classes).to(env.device)
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -123,7 +126,7 @@ class Trainer:
                 "params": count_parameters(self.model)}
 
     def _restore(self, saved: dict[str, Any]) -> None:
-        _check_resumable(TrainConfig.from_dict(saved["config"]), self.config, bool(self.model.spatial_transformers))
+        _check_resumable(saved_config(saved), self.config, bool(self.model.spatial_transformers))
         if tuple(saved["in_shape"]) != self.in_shape or saved["num_classes"] != self.num_classes:
             raise ValueError(f"resume: the checkpoint's model takes {tuple(saved['in_shape'])} images and "
                              f"{saved['num_classes']} classes; the data gives {self.in_shape} and {self.num_classes}")
