@@ -129,8 +129,8 @@ class Task(ABC):
     # -- what the model sees -------------------------------------------------------------------------
     @property
     @abstractmethod
-    def in_shape(self) -> tuple[int, int, int]:
-        """``(C, H, W)`` of one model input."""
+    def in_shape(self) -> tuple[int, ...]:
+        """``(C, H, W)`` of one model input (``(C, D, H, W)`` of a volume: ``mnist3d``)."""
 
     @property
     @abstractmethod
