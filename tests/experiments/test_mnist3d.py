@@ -111,5 +111,6 @@ def test_tiny_train_run_end_to_end(data_dir, tmp_path, capsys):
     assert main(["eval", str(run), "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["error"] == pytest.approx(summary["test_error"]) and result["n"] == 32
-    with pytest.raises(SystemExit, match="stnkit show draws models of images"):
+    with pytest.raises(SystemExit) as exit_info:
         main(["show", str(run), "--out", str(tmp_path / "panel.png")])
+    assert exit_info.value.code == 2 and "stnkit show draws models of images" in capsys.readouterr().err
