@@ -11,8 +11,8 @@ The paper shows this experiment in a figure only (no number), so :attr:`Task.pap
 :attr:`Mnist3d.compared` names the cells that ``stnkit grid 3d`` trains.
 
 Options (``task_options``): ``size``, the volume's side (default 60, the paper's; at least 8). A 60^3
-volume costs about 6 ms to generate and ``st3d-cnn`` about 26 ms per training sample on one CPU
-thread (docs/results.md, "3-D (mnist3d)"); ``{"size": 32}`` costs 0.6 ms and 3.6 ms.
+volume costs 4.9 ms to generate and ``st3d-cnn`` 24.5 ms per training sample on one CPU thread
+(docs/results.md, "3-D (mnist3d)"); ``{"size": 32}`` costs 0.6 ms and 4.1 ms.
 
 Example:
     >>> from stnkit.experiments.tasks import get_task
