@@ -115,13 +115,7 @@ def cells_of(name: str) -> list[Cell]:
     if name not in CELL_SETS:
         raise ValueError(f"cell set: expected one of {', '.join([*CELL_SETS, 'all'])}, got {name!r}")
     return [Cell(task, model, UNNAMED_TRANSFORM if transform == ANY_TRANSFORM else transform)
-            for task in CELL_SETS[name] for model, transform in _compared(get_task(task))]
-
-
-def _compared(task: Any) -> Any:
-    """The ``(model, transform)`` cells of a task: its paper numbers' keys, else its ``compared`` cells
-    (``mnist3d``, which the paper shows without a number)."""
-    return task.paper or getattr(task, "compared", ())
+            for task in CELL_SETS[name] for model, transform in get_task(task).paper or get_task(task).compared]
 
 
 def select(sets: Sequence[str], cells: Sequence[str] = (), models: Sequence[str] = ()) -> list[Cell]:

@@ -106,6 +106,8 @@ class Task(ABC):
     paper: ClassVar[dict[tuple[str, str | None], float]] = {}
     #: Where :attr:`paper` comes from (table or section of the paper).
     paper_source: ClassVar[str] = ""
+    #: ``(model, transform)`` cells ``stnkit grid`` trains where :attr:`paper` is empty (``mnist3d``).
+    compared: ClassVar[tuple[tuple[str, str | None], ...]] = ()
     #: Names the task accepts in the config's ``task_options`` (none by default).
     options: ClassVar[tuple[str, ...]] = ()
 

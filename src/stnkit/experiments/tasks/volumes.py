@@ -51,7 +51,6 @@ class Mnist3d(Task):
     recipe: ClassVar[dict[str, Any]] = {"model": "st3d-cnn", "transform": "affine3d"}
     pictures: ClassVar[str] = "none yet (stnkit show and the training animation draw 2-D transformers only)"
     paper_source = "appendix (a figure, no number)"
-    #: ``(model, transform)`` cells to compare where the paper gives no number (``stnkit grid 3d``).
     compared: ClassVar[tuple[tuple[str, str | None], ...]] = (("flat-cnn", None), ("st3d-cnn", "affine3d"))
 
     def __init__(self, *, size: int = SIZE, **kwargs: Any) -> None:
