@@ -84,11 +84,11 @@ def test_st_model_at_identity_equals_the_baseline():
 
 
 def test_models_refuse_images_and_2d_families():
-    with pytest.raises(ValueError, match=r"in_shape: model 'st3d-cnn' expects \(C, D, H, W\)"):
+    with pytest.raises(ValueError, match=r"in_shape: expected \(C, D, H, W\) for model 'st3d-cnn'"):
         create_model("st3d-cnn", in_shape=(1, 28, 28), num_classes=10, transform="affine3d")
     with pytest.raises(ValueError, match="transform: st3d-cnn warps volumes"):
         create_model("st3d-cnn", in_shape=(1, 16, 16, 16), num_classes=10, transform="affine")
-    with pytest.raises(ValueError, match=r"in_shape: model 'cnn' expects \(C, H, W\)"):
+    with pytest.raises(ValueError, match=r"in_shape: expected \(C, H, W\) for model 'cnn'"):
         create_model("cnn", in_shape=(1, 16, 16, 16), num_classes=10)
 
 

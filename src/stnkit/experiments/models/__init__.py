@@ -90,7 +90,7 @@ def create_model(
     factory = _REGISTRY.get(name)
     of_volumes = getattr(factory, "input_dims", 2) == 3
     if not isinstance(in_shape, (tuple, list, torch.Size)) or len(in_shape) != (4 if of_volumes else 3):
-        raise ValueError(f"in_shape: model {name!r} expects {'(C, D, H, W)' if of_volumes else '(C, H, W)'}, "
+        raise ValueError(f"in_shape: expected {'(C, D, H, W)' if of_volumes else '(C, H, W)'} for model {name!r}, "
                          f"got {in_shape!r}")
     in_shape = tuple(check_positive_int("in_shape", s) for s in in_shape)
     check_positive_int("num_classes", num_classes, minimum=2)
