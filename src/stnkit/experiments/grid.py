@@ -353,9 +353,11 @@ def run_grid(runs: str | Path, sets: Sequence[str], *, budget: str = "tiny", see
     except (OSError, ValueError):
         cpu = {}
     if cpu:
-        note += " CPU time of each run (user + sys of its training processes, all sessions): " + ", ".join(
-            f"{key} {seconds:.0f} s" for key, seconds in sorted(cpu.items())) + "."
-    report = write_report([j.path for j in started], runs / "report.md", note=note) if started else None
+        note += (f" CPU time of all runs (user + sys of their training processes, all sessions): "
+                 f"{sum(cpu.values()) / 60:.1f} min; each run's is in the runs table.")
+    planned = {(c.model, c.transform, c.task): seeds for c in chosen}
+    report = (write_report([j.path for j in started], runs / "report.md", note=note, planned=planned,
+                           cpu={runs / key: seconds for key, seconds in cpu.items()}) if started else None)
     return {"jobs": todo, "status": status, "failed": [j for j in left if status.get(j.path)], "report": report}
 
 
