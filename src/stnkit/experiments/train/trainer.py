@@ -16,8 +16,6 @@ import copy
 import dataclasses
 import logging
 import math
-import signal
-import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -31,20 +29,18 @@ from ..data.loading import batches_from, configure_loading
 from ..models import count_parameters
 from . import checkpoint as ckpt
 from . import distributed
-from .build import build_model, default_downsample, make_task, saved_config
+from .build import build_model, default_downsample, make_task
 from .callbacks import call
 from .config import TrainConfig
 from .optim import build_optimizer, lr_factor, set_lr
 from .progress import ProgressBar
+from .records import epoch_line, epoch_row
+from .resume import RESUMABLE_CHANGES, StopOnSigint, checkpoint_state, nonfinite_parameter, restore_state
 from .rundir import RunDirectory, SettingsError
 from .state import EpochTotals, TrainState
 from .switches import amp_dtype
 
 log = logging.getLogger(__name__)
-
-# Settings that may change when a run is resumed; anything else would change the result.
-RESUMABLE_CHANGES = {"epochs", "device", "threads", "data_dir", "download", "eval_batch_size", "compile", "amp",
-                     "channels_last", "num_workers", "checkpoint_every"}
 
 __all__ = ["Trainer", "TrainingDiverged", "build_model", "train", "RESUMABLE_CHANGES"]
 
@@ -107,7 +103,7 @@ class Trainer:
         self._updating = False  # inside optimizer.step(): a hard interrupt there must not be saved
         self.resumed = saved is not None
         if saved is not None:
-            self._restore(saved)
+            self.state = restore_state(saved, self.model, self.optimizer, cfg, self.in_shape, self.num_classes)
         else:
             self.task.prepare_model(self.model)  # e.g. pretrains a frozen encoder (co-localisation)
         self.net: nn.Module = self.model
@@ -117,33 +113,17 @@ class Trainer:
         if cfg.compile:
             self.net = cast(nn.Module, torch.compile(self.net))
 
-    # -- checkpoint state ---------------------------------------------------------------------------
+    # -- checkpoint state (resume.py) ---------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:
-        """Everything needed to continue the run exactly where it is."""
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                **self.state.to_checkpoint(self.config.schedule), "rng": {"torch": torch.get_rng_state()},
-                "config": self.config.to_dict(), "in_shape": list(self.in_shape), "num_classes": self.num_classes,
-                "params": count_parameters(self.model)}
-
-    def _restore(self, saved: dict[str, Any]) -> None:
-        _check_resumable(saved_config(saved), self.config, bool(self.model.spatial_transformers))
-        if tuple(saved["in_shape"]) != self.in_shape or saved["num_classes"] != self.num_classes:
-            raise ValueError(f"resume: the checkpoint's model takes {tuple(saved['in_shape'])} images and "
-                             f"{saved['num_classes']} classes; the data gives {self.in_shape} and {self.num_classes}")
-        self.model.load_state_dict(saved["model"])
-        self.optimizer.load_state_dict(saved["optimizer"])
-        self.state = TrainState.from_checkpoint(saved)
-        torch.set_rng_state(saved["rng"]["torch"])
+        """Everything needed to continue the run exactly where it is (:func:`~.resume.checkpoint_state`)."""
+        return checkpoint_state(self.model, self.optimizer, self.state, self.config, self.in_shape, self.num_classes)
 
     def _save(self) -> None:
         ckpt.save_checkpoint(self.checkpoint_path, self.checkpoint())
 
-    def _nonfinite_parameter(self) -> str | None:
-        return next((name for name, p in self.model.named_parameters() if not bool(torch.isfinite(p).all())), None)
-
     def _may_save(self) -> bool:
         """Whether a checkpoint may be written now (finite weights; not an overwrite before its first epoch)."""
-        return self._nonfinite_parameter() is None and self.rundir.keeps_new_run
+        return nonfinite_parameter(self.model) is None and self.rundir.keeps_new_run
 
     @property
     def checkpoint_path(self) -> Path:
@@ -186,7 +166,7 @@ class Trainer:
         if main:
             self._start()
         try:
-            with _StopOnSigint() as stop:
+            with StopOnSigint() as stop:
                 while self.state.epoch < cfg.epochs:
                     self._train_epoch(stop)
                     self._end_epoch()
@@ -218,7 +198,7 @@ class Trainer:
                  self.env.device, self.env.world_size)
         call(self.callbacks, "on_train_start", self.model, self.run_dir)
 
-    def _train_epoch(self, stop: _StopOnSigint) -> None:
+    def _train_epoch(self, stop: StopOnSigint) -> None:
         cfg, env, state = self.config, self.env, self.state
         self.net.train()
         if env.is_main:
@@ -287,7 +267,7 @@ class Trainer:
 
     def _end_epoch(self) -> None:
         cfg, env, state = self.config, self.env, self.state
-        bad = self._nonfinite_parameter()
+        bad = nonfinite_parameter(self.model)
         if bad is not None:
             state.iteration -= 1  # report the step that produced it
             self._diverged(f"parameter {bad} holds NaN/inf")
@@ -297,13 +277,9 @@ class Trainer:
         distributed.barrier(env)
         state.elapsed += p.seconds
         state.epoch, state.batch, state.partial = state.epoch + 1, 0, EpochTotals()
-        row: dict[str, Any] = {"epoch": state.epoch, "train_loss": p.loss / max(p.count, 1)}
-        row.update({f"train_{k}": v for k, v in self.task.train_metrics(p.sums, p.count).items()})
-        row.update({f"test_{m.name}": test[m.name] if test else None for m in self.task.metrics})
-        row.update({"lr": self.optimizer.param_groups[0]["base_lr"]
-                    * lr_factor(cfg, max(state.iteration - 1, 0), self.total_iterations),
-                    "epoch_time_s": p.seconds, "images_per_s": p.count / max(p.seconds, 1e-9),
-                    "elapsed_s": state.elapsed})
+        lr = self.optimizer.param_groups[0]["base_lr"] * lr_factor(cfg, max(state.iteration - 1, 0),
+                                                                     self.total_iterations)
+        row = epoch_row(self.task, p, test, epoch=state.epoch, lr=lr, elapsed=state.elapsed)
         state.metrics.append(row)
         if not env.is_main:
             return
@@ -311,11 +287,7 @@ class Trainer:
         ckpt.write_jsonl(self.run_dir / ckpt.METRICS, state.metrics)
         ckpt.write_json(self.run_dir / ckpt.SUMMARY, self.summary())
         self.rundir.commit()  # rundir: the new run has a checkpoint; the run it replaces may go now
-        unit = {m.name: m.unit for m in self.task.metrics}
-        shown = ", ".join(f"{k.replace('_', ' ')} {v:.2f}{unit.get(k.split('_', 1)[1], '')}" for k, v in row.items()
-                          if k.split("_", 1)[0] in ("train", "test") and k != "train_loss" and v is not None)
-        log.info("epoch %d/%d: train loss %.4f, %s, %.1f s (%.0f img/s)", state.epoch, cfg.epochs,
-                 row["train_loss"], shown, p.seconds, row["images_per_s"])
+        log.info("%s", epoch_line(self.task, row, cfg.epochs))
         call(self.callbacks, "on_epoch_end", self.model, state.epoch, dict(row), self.run_dir)
 
     @property
@@ -346,32 +318,3 @@ def train(config: TrainConfig, run_dir: str | Path, *, callbacks: Iterable[Any] 
         return Trainer(config, run_dir, callbacks=callbacks, resume=resume, progress=progress,
                        overwrite=overwrite, env=env).fit()
 
-
-def _check_resumable(saved: TrainConfig, given: TrainConfig, has_st: bool) -> None:
-    free = RESUMABLE_CHANGES | (set() if has_st else {"transform", "transform_options", "loc_lr_mult"})
-    for key, value in given.to_dict().items():
-        if key not in free and getattr(saved, key) != value:
-            raise ValueError(f"resume: {key} was {getattr(saved, key)!r} in the run being resumed, got {value!r}; "
-                             f"only {', '.join(sorted(RESUMABLE_CHANGES))} may change when resuming")
-
-
-class _StopOnSigint:
-    """First Ctrl-C: finish the current step, then stop with a checkpoint. Second: stop at once."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: Any = None
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.requested = True
-        signal.signal(signal.SIGINT, self._previous)
-        log.warning("Ctrl-C: stopping after this step and saving a checkpoint (Ctrl-C again to abort now)")
-
-    def __enter__(self) -> _StopOnSigint:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._previous is not None and signal.getsignal(signal.SIGINT) == self._handle:
-            signal.signal(signal.SIGINT, self._previous)
