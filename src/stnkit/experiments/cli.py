@@ -1,8 +1,13 @@
 """The ``stnkit`` command: parses arguments, builds a config and calls the library.
 
-Subcommands: ``train``, ``eval``, ``list``, ``show``, ``report``, ``export`` and ``quickstart`` (the README's
-main job). User errors (bad names or numbers, missing data or files) end with one line
+Subcommands: ``train``, ``eval``, ``list``, ``show``, ``report``, ``export``, ``grid`` and ``quickstart``
+(the README's main job). User errors (bad names or numbers, missing data or files) end with one line
 ``stnkit <command>: error: ...`` and exit status 2; set ``STNKIT_DEBUG=1`` for the traceback.
+
+This module holds the entry point (:func:`main`), the parser and the training commands (``train``,
+``quickstart``); the commands that train nothing are in :mod:`stnkit.experiments.inspection`, ``export``
+and ``grid`` in :mod:`stnkit.experiments.export` and :mod:`stnkit.experiments.grid` (each module adds
+its own subcommands).
 """
 
 from __future__ import annotations
@@ -20,7 +25,24 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ExportError
+from .inspection import add_commands as add_inspection_commands
+from .inspection import cmd_eval, cmd_list, cmd_report, cmd_show
 from .notices import one_line_warnings
+
+__all__ = [
+    "QUICKSTART",
+    "USER_ERRORS",
+    "Interrupted",
+    "UserError",
+    "build_parser",
+    "cmd_eval",
+    "cmd_list",
+    "cmd_quickstart",
+    "cmd_report",
+    "cmd_show",
+    "cmd_train",
+    "main",
+]
 
 USER_ERRORS = (ValueError, TypeError, OSError, ExportError)
 
@@ -166,14 +188,6 @@ def _headline(summary: dict, task_name: str) -> str:
     return f"{'test' if get_task(task_name).scored_on == 'test' else 'training-set'} {metric.name} {shown}"
 
 
-def _recover(run: str) -> None:
-    """Puts back a run that a killed ``--overwrite`` set aside, before reading ``run`` (rundir rule)."""
-    from .train.rundir import recover
-
-    path = Path(run)
-    recover(path.parent if path.suffix == ".pt" else path)
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from .train import TrainConfig
     from .train.build import saved_config
@@ -205,52 +219,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"{summary['label']} on {config.task}: {_headline(summary, config.task)} "
               f"after {summary['epochs']} epochs ({summary['train_time_s']:.0f} s); run saved in {out}")
-    return 0
-
-
-def cmd_eval(args: argparse.Namespace) -> int:
-    from .train import evaluate_run
-
-    _recover(args.run)
-    result = evaluate_run(args.run, npz=args.npz, data_dir=args.data_dir, batch_size=args.batch_size)
-    if "error" not in result:  # tasks with their own metrics (registration, co-localisation)
-        metrics = {k: v for k, v in result.items() if k not in ("n", "on")}
-        print(json.dumps({**metrics, "n": result["n"]}) if args.json else
-              f"{args.run}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
-              + f" on {result['n']} samples of {result['on']}")
-    elif args.json:
-        print(json.dumps({k: result[k] for k in ("error", "accuracy", "n")}))
-    else:
-        print(f"{args.run}: test error {result['error']:.2f}% (accuracy {result['accuracy']:.2f}%) "
-              f"on {result['n']} images of {result['on']}")
-    return 0
-
-
-def cmd_list(args: argparse.Namespace) -> int:
-    from .listing import print_list
-
-    print_list(params=args.params)
-    return 0
-
-
-def cmd_show(args: argparse.Namespace) -> int:
-    from .viz import show_run
-
-    _recover(args.run)
-    run = Path(args.run)
-    default = (run if run.is_dir() else run.parent) / "panel.png"
-    path = show_run(run, args.out or default, npz=args.npz, n=args.n, seed=args.seed)
-    print(f"wrote {path}")
-    return 0
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    from .viz import write_report
-
-    for run in args.runs:
-        _recover(run)
-    path = write_report(args.runs, args.out)
-    print(f"wrote {path}")
     return 0
 
 
@@ -316,31 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="error %% of a run on its test set or on an .npz")
-    p.add_argument("run", help="run directory or checkpoint file")
-    p.add_argument("--npz", help="evaluate on this file: images (N, H, W) or (N, C, H, W) uint8, labels (N,)")
-    p.add_argument("--json", action="store_true", help='print {"error": ..., "accuracy": ..., "n": ...}')
-    p.add_argument("--data-dir", help="where the digits are, if not where the run found them")
-    p.add_argument("--batch-size", type=int, default=1000, help="evaluation batch size (default: 1000)")
-    p.set_defaults(func=cmd_eval)
-
-    p = sub.add_parser("list", help="tasks, models, transform families, digit data sets (one name per row)")
-    p.add_argument("--params", action="store_true", help="also count each model's parameters per input size")
-    p.set_defaults(func=cmd_list)
-
-    p = sub.add_parser("show", help="panel of what a run's spatial transformers do")
-    p.add_argument("run", help="run directory or checkpoint file")
-    p.add_argument("--out", help="image file (default: RUN/panel.png)")
-    p.add_argument("--npz", help="show these images instead of the test set")
-    p.add_argument("--n", type=int, default=16, help="number of images (default: 16)")
-    p.add_argument("--seed", type=int, default=0, help="which test images (default: 0)")
-    p.set_defaults(func=cmd_show)
-
-    p = sub.add_parser("report", help="learning curves and results of several runs")
-    p.add_argument("runs", nargs="+", help="run directories")
-    p.add_argument("--out", default="report.md", help="report file (default: report.md)")
-    p.set_defaults(func=cmd_report)
-
+    add_inspection_commands(sub)  # `stnkit eval`, `list`, `show`, `report`: experiments/inspection.py
     from .export import add_command  # `stnkit export`: options and logic in experiments/export.py
     add_command(sub)
     from .grid import add_command as add_grid  # `stnkit grid`: logic in experiments/grid.py
