@@ -104,11 +104,8 @@ class BoundedAttention(SpatialTransformer):
 
     def bounds(self) -> tuple[float, float]:
         """``(s_min, s_max)`` now: ``scale`` once ``shrink_steps`` steps are done."""
-        low, high = self.scale
-        if self.shrink_steps == 0:
-            return low, high
-        done = min(int(self.steps_done) / self.shrink_steps, 1.0)
-        return self.start + (low - self.start) * done, self.start + (high - self.start) * done
+        low, high = self._bounds(torch.float64)
+        return float(low), float(high)
 
     def advance(self) -> None:
         """Counts one training step (moves the bounds along the shrink)."""
@@ -117,9 +114,17 @@ class BoundedAttention(SpatialTransformer):
     def predict(self, x: Tensor) -> Tensor:
         """``(N, 3)`` bounded ``(s, tx, ty)``."""
         raw = super().predict(x)  # (N, 3)
-        low, high = self.bounds()
+        low, high = self._bounds(raw.dtype)
         s = low + (high - low) * torch.sigmoid(raw[:, :1])  # (N, 1)
         return torch.cat([s, (1 - s) * torch.tanh(raw[:, 1:])], dim=1)
+
+    def _bounds(self, dtype: torch.dtype) -> tuple[Tensor | float, Tensor | float]:
+        # tensors from the step counter (no int(): torch.export traces it), floats without a shrink
+        low, high = self.scale
+        if self.shrink_steps == 0:
+            return low, high
+        done = (self.steps_done.to(dtype) / self.shrink_steps).clamp(max=1.0)  # () fraction of the shrink
+        return self.start + (low - self.start) * done, self.start + (high - self.start) * done
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         # runs saved before the schedule existed had no shrink: their count starts past its end
