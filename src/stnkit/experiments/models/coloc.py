@@ -45,7 +45,7 @@ from ...module import SpatialTransformer
 from .network import BACKBONES, MODELS
 
 #: Default bounds of the window's scale, in crop-sized windows, and steps of the shrink from the
-#: whole image to them (docs/results.md, co-localisation: 99-100% hits on classes 1, 3, 7).
+#: whole image to them (docs/results.md, co-localisation: 98-100% hits on classes 1, 3, 7).
 SCALE, SHRINK_STEPS = (0.75, 1.2), 300
 
 
