@@ -28,6 +28,7 @@ def test_distortion_contract(name):
 
 # Models for other inputs: (in_shape, num_classes, options); default (1, 28, 28), 10 classes.
 SETUPS = {name: ((1, 32, 32), 11, {"width": 0.0625}) for name in ("multidigit-cnn", "st-cnn-single", "st-cnn-multi")}
+SETUPS.update({name: ((1, 16, 16, 16), 10, {"channels": (4, 8)}) for name in ("flat-cnn", "st3d-cnn")})  # volumes
 
 
 @pytest.mark.parametrize("name", list_models())

@@ -96,8 +96,8 @@ def _config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = No
 
 # -- commands --------------------------------------------------------------------------------------
 def _viz_callbacks(trainer: Any) -> list:
-    """The training animation (16 fixed test images) for models with spatial transformers."""
-    if not trainer.model.spatial_transformers:
+    """The training animation (16 fixed test images) for models with 2-D spatial transformers."""
+    if not any(st.transform.ndim == 2 for st in trainer.model.spatial_transformers):
         return []
     try:
         from .viz import TrainingAnimation

@@ -4,7 +4,9 @@ A **cell** is one (task, model, transform) of a paper table; its run for seed ``
 ``RUNS/<cell>/seed<k>`` (a run directory of ``stnkit train``, see ``train/rundir.py``). Cells come
 from the tasks' paper numbers (``Task.paper``): ``table1`` (R, RTS, P, E x FCN, CNN, ST-FCN and
 ST-CNN with affine, projective and TPS), ``tc`` (the TC row; the paper names no transform, affine is
-used) and ``table4`` (addition, with its 2xST models); ``all`` is their union. Each cell takes the
+used), ``table4`` (addition, with its 2xST models) and ``3d`` (``mnist3d``: ``flat-cnn`` against
+``st3d-cnn``; the paper gives no number, the task's ``compared`` names the cells); ``all`` is the union
+of the paper's tables (``3d`` left out). Each cell takes the
 settings that define its model (``transform_options``, ...) from ``configs/`` where a file exists; the
 optimisation is the defaults' (which learn at short lengths) and the length is the **budget**'s.
 
@@ -32,7 +34,9 @@ from typing import Any
 from .._io import atomic_write
 
 #: The paper's tables: cell set -> tasks.
-CELL_SETS = {"table1": ("r", "rts", "p", "e"), "tc": ("tc",), "table4": ("addition",)}
+CELL_SETS = {"table1": ("r", "rts", "p", "e"), "tc": ("tc",), "table4": ("addition",), "3d": ("mnist3d",)}
+#: The sets of ``all``: the paper's tables (``3d`` has no paper number; it runs when named).
+PAPER_SETS = ("table1", "tc", "table4")
 #: Settings a cell takes from its ``configs/`` file: what defines the model, never the recipe or length.
 MODEL_KEYS = ("transform_options", "model_options", "task_options", "downsample")
 #: Transform used where the paper names none (its TC numbers).
@@ -107,11 +111,11 @@ def cells_of(name: str) -> list[Cell]:
     from .tasks.digits import ANY_TRANSFORM
 
     if name == "all":
-        return [c for n in CELL_SETS for c in cells_of(n)]
+        return [c for n in PAPER_SETS for c in cells_of(n)]
     if name not in CELL_SETS:
         raise ValueError(f"cell set: expected one of {', '.join([*CELL_SETS, 'all'])}, got {name!r}")
     return [Cell(task, model, UNNAMED_TRANSFORM if transform == ANY_TRANSFORM else transform)
-            for task in CELL_SETS[name] for model, transform in get_task(task).paper]
+            for task in CELL_SETS[name] for model, transform in get_task(task).paper or get_task(task).compared]
 
 
 def select(sets: Sequence[str], cells: Sequence[str] = (), models: Sequence[str] = ()) -> list[Cell]:
@@ -349,9 +353,11 @@ def run_grid(runs: str | Path, sets: Sequence[str], *, budget: str = "tiny", see
     except (OSError, ValueError):
         cpu = {}
     if cpu:
-        note += " CPU time of each run (user + sys of its training processes, all sessions): " + ", ".join(
-            f"{key} {seconds:.0f} s" for key, seconds in sorted(cpu.items())) + "."
-    report = write_report([j.path for j in started], runs / "report.md", note=note) if started else None
+        note += (f" CPU time of all runs (user + sys of their training processes, all sessions): "
+                 f"{sum(cpu.values()) / 60:.1f} min; each run's is in the runs table.")
+    planned = {(c.model, c.transform, c.task): seeds for c in chosen}
+    report = (write_report([j.path for j in started], runs / "report.md", note=note, planned=planned,
+                           cpu={runs / key: seconds for key, seconds in cpu.items()}) if started else None)
     return {"jobs": todo, "status": status, "failed": [j for j in left if status.get(j.path)], "report": report}
 
 

@@ -22,10 +22,10 @@ def print_list(params: bool = False) -> None:
     tasks = {name: cls() for name, cls in TASKS.items()}  # no data is loaded
     for name, task in tasks.items():
         metric = headline(task)
-        c, h, w = task.in_shape
         paper = ", ".join(f"{m}{' ' + t if t else ''} {v}".replace(" *", " (any family)")
                           for (m, t), v in task.paper.items())
-        print(f"{name:<10} {c}x{h}x{w} -> {task.num_outputs} classes, {metric.name} {metric.unit} "
+        shape = "x".join(map(str, task.in_shape))
+        print(f"{name:<10} {shape} -> {task.num_outputs} classes, {metric.name} {metric.unit} "
               f"({'lower' if metric.lower_is_better else 'higher'} is better) on the {task.scored_on} set; "
               f"{task.title}"
               + (f"; paper ({task.paper_source}, {getattr(task, 'paper_data', 'MNIST')}): {paper}" if paper else ""))
@@ -56,9 +56,11 @@ def _parameter_setups(tasks: dict[str, Any]) -> dict[str, tuple[tuple[int, ...],
 
 
 def _takes(model: str, in_shape: tuple[int, ...]) -> bool:
-    """Whether ``model`` takes inputs of ``in_shape`` (reg-unet: moving and fixed, 2 channels)."""
-    channels = getattr(MODELS.get(model), "in_channels", None)
-    return channels is None or channels == in_shape[0]
+    """Whether ``model`` takes inputs of ``in_shape`` (reg-unet: moving and fixed, 2 channels; flat-cnn and
+    st3d-cnn: volumes)."""
+    factory = MODELS.get(model)
+    channels = getattr(factory, "in_channels", None)
+    return (channels is None or channels == in_shape[0]) and len(in_shape) == getattr(factory, "input_dims", 2) + 1
 
 
 def _accepted(tasks: dict[str, Any], label: str, model: str) -> bool:

@@ -4,8 +4,8 @@ Example:
     >>> import torch
     >>> from stnkit.experiments.models import create_model, list_models
     >>> list_models()  # doctest: +NORMALIZE_WHITESPACE
-    ['2xattn-cnn', '2xst-cnn', '2xst-fcn', '4xattn-cnn', 'cnn', 'coloc-st', 'down-cnn', 'fcn', 'ic-st-cnn',
-     'multidigit-cnn', 'reg-unet', 'st-cnn', 'st-cnn-multi', 'st-cnn-single', 'st-fcn']
+    ['2xattn-cnn', '2xst-cnn', '2xst-fcn', '4xattn-cnn', 'cnn', 'coloc-st', 'down-cnn', 'fcn', 'flat-cnn',
+     'ic-st-cnn', 'multidigit-cnn', 'reg-unet', 'st-cnn', 'st-cnn-multi', 'st-cnn-single', 'st-fcn', 'st3d-cnn']
     >>> model = create_model("st-cnn", in_shape=(1, 42, 42), num_classes=10, downsample=True)
     >>> model(torch.rand(2, 1, 42, 42)).shape
     torch.Size([2, 10])
@@ -24,9 +24,10 @@ from torch import nn
 
 from ..._validate import check_positive_int
 from ...transforms import list_transforms
-from . import attention, backbones, coloc, icstn, multidigit, registration, zoo  # noqa: F401  (register the
+from . import attention, backbones, coloc, icstn, multidigit, registration, volumes, zoo  # noqa: F401  (register
 
-# models: the paper's, parallel attention + controls, coloc-st, ic-st-cnn, multi-digit, reg-unet; backbones)
+# the models: the paper's, parallel attention + controls, coloc-st, ic-st-cnn, multi-digit, reg-unet, flat-cnn and
+# st3d-cnn (volumes); backbones)
 from .network import BACKBONES, MODELS, TransformerClassifier, conv_classifier, fc_classifier
 
 _REGISTRY = MODELS
@@ -68,7 +69,8 @@ def create_model(
 
     Args:
         name: One of :func:`list_models`.
-        in_shape: ``(C, H, W)`` of one input image.
+        in_shape: ``(C, H, W)`` of one input image; ``(C, D, H, W)`` of one volume for the models of
+            volumes (``flat-cnn``, ``st3d-cnn``: their factory's ``input_dims`` is 3).
         num_classes: Number of classes (10 for digits, 19 for MNIST addition).
         transform: Transform family of the spatial transformers (see
             :func:`stnkit.transforms.list_transforms`); ignored by ``fcn`` and ``cnn``.
@@ -86,8 +88,10 @@ def create_model(
         - output: logits ``(N, num_classes)``.
     """
     factory = _REGISTRY.get(name)
-    if not isinstance(in_shape, (tuple, list, torch.Size)) or len(in_shape) != 3:
-        raise ValueError(f"in_shape: expected (C, H, W), got {in_shape!r}")
+    of_volumes = getattr(factory, "input_dims", 2) == 3
+    if not isinstance(in_shape, (tuple, list, torch.Size)) or len(in_shape) != (4 if of_volumes else 3):
+        raise ValueError(f"in_shape: expected {'(C, D, H, W)' if of_volumes else '(C, H, W)'} for model {name!r}, "
+                         f"got {in_shape!r}")
     in_shape = tuple(check_positive_int("in_shape", s) for s in in_shape)
     check_positive_int("num_classes", num_classes, minimum=2)
     if transform not in list_transforms():

@@ -6,15 +6,15 @@ this ``__init__`` imports the task modules, which register themselves.
 Example:
     >>> from stnkit.experiments.tasks import list_tasks
     >>> list_tasks()  # doctest: +NORMALIZE_WHITESPACE
-    ['addition', 'coloc', 'coloc-tc', 'cub', 'e', 'mnist-sequences', 'mnist-sequences-128', 'none', 'p', 'parts',
-     'r', 'registration', 'rts', 'svhn', 'svhn-128', 't', 'tc']
+    ['addition', 'coloc', 'coloc-tc', 'cub', 'e', 'mnist-sequences', 'mnist-sequences-128', 'mnist3d', 'none', 'p',
+     'parts', 'r', 'registration', 'rts', 'svhn', 'svhn-128', 't', 'tc']
 """
 
 from __future__ import annotations
 
-from . import coloc, cub, digits, parts, registration, sequences, svhn  # noqa: F401  (coloc, coloc-tc, cub;
+from . import coloc, cub, digits, parts, registration, sequences, svhn, volumes  # noqa: F401  (coloc, coloc-tc,
 
-# r ... none; parts; registration; mnist-sequences(-128), svhn(-128))
+# cub; r ... none; parts; registration; mnist-sequences(-128), svhn(-128); mnist3d)
 from .base import TASKS, EpochData, Metric, StepResult, Task, get_task, headline, list_tasks, register_task
 from .digits import DigitTask, classification_error
 

@@ -106,6 +106,8 @@ class Task(ABC):
     paper: ClassVar[dict[tuple[str, str | None], float]] = {}
     #: Where :attr:`paper` comes from (table or section of the paper).
     paper_source: ClassVar[str] = ""
+    #: ``(model, transform)`` cells ``stnkit grid`` trains where :attr:`paper` is empty (``mnist3d``).
+    compared: ClassVar[tuple[tuple[str, str | None], ...]] = ()
     #: Names the task accepts in the config's ``task_options`` (none by default).
     options: ClassVar[tuple[str, ...]] = ()
 
@@ -129,8 +131,8 @@ class Task(ABC):
     # -- what the model sees -------------------------------------------------------------------------
     @property
     @abstractmethod
-    def in_shape(self) -> tuple[int, int, int]:
-        """``(C, H, W)`` of one model input."""
+    def in_shape(self) -> tuple[int, ...]:
+        """``(C, H, W)`` of one model input (``(C, D, H, W)`` of a volume: ``mnist3d``)."""
 
     @property
     @abstractmethod

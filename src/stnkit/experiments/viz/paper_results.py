@@ -48,8 +48,8 @@ PAPER_DISTORTIONS = ("r", "rts", "p", "e", "tc", "addition")
 
 
 def has_transformer(model: str) -> bool:
-    """Whether a model name has a spatial transformer (``st-...`` or ``Nxst-...``)."""
-    return "st-" in model
+    """Whether a model name has a spatial transformer (``st-...``, ``Nxst-...`` or ``st3d-...``)."""
+    return "st-" in model or "st3d-" in model
 
 
 def paper_error(model: str, transform: str | None, distortion: str, dataset: str = "mnist") -> float | None:

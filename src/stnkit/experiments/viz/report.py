@@ -10,19 +10,17 @@ from __future__ import annotations
 import json
 import logging
 import math
-import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..tasks import get_task, headline, list_tasks
 from ._files import atomic_write
-from .paper_results import DISTORTION_LABELS, TABLE1, TABLE4, has_transformer, paper_error, row_label
+from .paper_results import DISTORTION_LABELS, has_transformer, paper_error, row_label
+from .tables import CellKey, report_tables
 
 logger = logging.getLogger(__name__)
-
-TABLE1_COLUMNS = ("r", "rts", "p", "e")
 
 
 @dataclass
@@ -153,60 +151,18 @@ def _fmt_time(seconds: float | None) -> str:
     return f"{hours}h {minutes:02d}m"
 
 
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)
+def runs_table(results: Sequence[RunResult], base: Path, cpu: Mapping[str | Path, float] | None = None) -> str:
+    """Markdown table with one line per run: error, the paper's, parameters, training time, CPU minutes.
 
-
-def results_table(results: Sequence[RunResult], digits: str = "mnist") -> str:
-    """Markdown table laid out like the paper's Table 1: model rows x distortion columns.
-
-    Each cell is ``ours / paper`` (test error %, ``—`` where there is none); complete runs sharing a
-    cell (e.g. several seeds) are averaged, shown as mean ± sample standard deviation, and counted; incomplete runs are
-    never averaged in, only counted (``+1 incomplete``). Columns are R, RTS, P, E, then any
-    other distortion among ``results``; rows are the paper's models for those columns, then any
-    other model among ``results``.
+    Args:
+        results: The runs.
+        base: Run paths are shown relative to it.
+        cpu: CPU seconds (user + sys) per run directory, where known (``stnkit grid`` records them).
     """
-    results = [r for r in results if r.digits == digits]
-    paper = digits == "mnist"
-    seen = list(dict.fromkeys(r.distortion for r in results))
-    columns = list(TABLE1_COLUMNS) + [d for d in seen if d not in TABLE1_COLUMNS]
-    rows: list[tuple[str, str | None]] = []
-    if paper:
-        rows += list(TABLE1)
-        if "addition" in columns:
-            rows += [k for k in TABLE4 if k not in rows]
-    rows += [k for k in dict.fromkeys((r.model, r.transform) for r in results) if k not in rows]
-    cells: dict[tuple[tuple[str, str | None], str], list[float]] = {}
-    incomplete: dict[tuple[tuple[str, str | None], str], int] = {}
-    for r in results:
-        key = ((r.model, r.transform), r.distortion)
-        if not r.complete:
-            incomplete[key] = incomplete.get(key, 0) + 1
-        elif r.test_error is not None:
-            cells.setdefault(key, []).append(r.test_error)
-    lines = ["| model | " + " | ".join(DISTORTION_LABELS.get(c, c) for c in columns) + " |",
-             "|---|" + "---:|" * len(columns)]
-    for row_key in rows:
-        row = []
-        for c in columns:
-            ours = cells.get((row_key, c))
-            text = _fmt(_mean(ours)) if ours else "—"
-            if ours and len(ours) > 1:  # mean ± sample standard deviation over the seeds
-                text += f" ± {_fmt(statistics.stdev(ours))} (n={len(ours)})"
-            if ours:
-                text = f"**{text}**"
-            if incomplete.get((row_key, c)):
-                text += f" (+{incomplete[(row_key, c)]} incomplete)"
-            ref = paper_error(row_key[0], row_key[1], c, digits) if paper else None
-            row.append(f"{text} / {_fmt(ref, 1)}")
-        lines.append(f"| {row_label(*row_key)} | " + " | ".join(row) + " |")
-    return "\n".join(lines)
-
-
-def runs_table(results: Sequence[RunResult], base: Path) -> str:
-    """Markdown table with one line per run: error, the paper's, parameters and training time."""
-    lines = ["| run | model | data | test error % | paper % | params | training time | epochs | iterations |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    seconds = {Path(p).resolve(): s for p, s in (cpu or {}).items()}
+    lines = ["| run | model | data | test error % | paper % | params | training time | CPU min | epochs "
+             "| iterations |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         name = f"`{_relative(r.path, base)}`" + ("" if r.complete else " (incomplete)")
         data = f"{r.digits} {DISTORTION_LABELS.get(r.distortion, r.distortion)}"
@@ -216,8 +172,10 @@ def runs_table(results: Sequence[RunResult], base: Path) -> str:
             data += f" ({r.train_images:,} train images)"
         ref = paper_error(r.model, r.transform, r.distortion, r.digits)
         params = f"{r.params:,}" if isinstance(r.params, int) else "—"
+        used = seconds.get(r.path.resolve())
+        minutes = _fmt(None if used is None else used / 60, 1)
         lines.append(f"| {name} | {r.label} | {data} | {_fmt(r.test_error)} | {_fmt(ref, 1)} | {params} | "
-                     f"{_fmt_time(r.train_time_s)} | {r.epochs if r.epochs is not None else '—'} | "
+                     f"{_fmt_time(r.train_time_s)} | {minutes} | {r.epochs if r.epochs is not None else '—'} | "
                      f"{r.iterations if r.iterations is not None else '—'} |")
     return "\n".join(lines)
 
@@ -273,13 +231,21 @@ def plot_learning_curves(results: Sequence[RunResult], path: str | Path, *, dpi:
     return save_figure(fig, path)
 
 
-def write_report(runs: Sequence[str | Path], out: str | Path, *, note: str = "") -> Path:
+def write_report(runs: Sequence[str | Path], out: str | Path, *, note: str = "",
+                 planned: Mapping[CellKey, int] | None = None, cpu: Mapping[str | Path, float] | None = None) -> Path:
     """Writes the markdown report of ``runs`` and its learning-curve PNG beside it.
+
+    The report holds the paper's tables (Table 1, the TC row, Table 4) where any run or planned cell is
+    on one of their tasks, then a table of any other task's runs, the per-run table and the curves
+    (the cells' format: :mod:`stnkit.experiments.viz.tables`).
 
     Args:
         runs: Run directories (or checkpoints inside them); at least one.
         out: The markdown file; the curves go to ``<out stem>_curves.png`` in the same folder.
         note: A paragraph placed under the introduction (``stnkit grid`` states its budget there).
+        planned: Runs planned per cell ``(model, transform or None, task)`` on MNIST: a planned cell
+            without a complete run reads ``not run`` or ``incomplete`` instead of ``—``.
+        cpu: CPU seconds (user + sys) per run directory, shown in the per-run table.
 
     Returns:
         ``out`` as a :class:`~pathlib.Path`.
@@ -294,15 +260,14 @@ def write_report(runs: Sequence[str | Path], out: str | Path, *, note: str = "")
     curves = plot_learning_curves(results, out.with_name(f"{out.stem}_curves.png"))
     base = out.parent
     parts = ["# Results", "",
-             f"{len(results)} run(s). Test error in %, each cell **ours** / the paper's "
-             "(Jaderberg et al., NIPS 2015: Table 1 for R, RTS, P, E; the text for TC, whose "
-             "ST-FCN and ST-CNN numbers name no transform and are shown for every transform; "
-             "Table 4 for MNIST addition). The paper averages 3 seeds; runs sharing a cell are "
-             "averaged here and counted (n). Runs on fewer than the 60,000 training digits (see the "
-             "data column) are not comparable with the paper.", ""] + ([note, ""] if note else [])
-    for digits in dict.fromkeys(r.digits for r in results):
-        title = "MNIST" if digits == "mnist" else f"{digits} (the paper has no numbers for it)"
-        parts += [f"## {title}", "", results_table(results, digits), ""]
-    parts += ["## Runs", "", runs_table(results, base), "",
+             f"{len(results)} run(s). Test error in %, each cell **ours** / the paper's (Jaderberg et al., "
+             "NIPS 2015). Ours is the mean over a cell's complete runs (seeds), ± their sample standard "
+             "deviation and their count (n) where there are several; the paper averages 3 seeds. "
+             "`incomplete`: a run started but not finished (never averaged in); `not run`: planned but not "
+             "started; `—`: no run and none planned, or no paper number. Runs on fewer than the 60,000 "
+             "training digits (see the data column of the runs) are not comparable with the paper.", ""]
+    parts += [note, ""] if note else []
+    parts += report_tables(results, planned)
+    parts += ["## Runs", "", runs_table(results, base, cpu), "",
               "## Learning curves", "", f"![test error per epoch]({curves.name})", ""]
     return atomic_write(out, "\n".join(parts).encode())

@@ -139,6 +139,9 @@ def show_run(run: str | Path, out: str | Path, *, npz: str | Path | None = None,
     check_positive_int("n", n)
     model, config = load_run(run)
     in_shape = tuple(getattr(model, "in_shape", ()))
+    if len(in_shape) == 4:
+        raise ValueError(f"run: stnkit show draws models of images (C, H, W); {str(run)!r} is a model of volumes "
+                         f"{in_shape} (mnist3d), which has no panel yet")
     if npz is None and callable(getattr(model, "boxes", None)):  # localisation (co-localisation): boxes
         from ..train import make_task
         from .boxes import plot_boxes
