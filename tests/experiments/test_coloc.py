@@ -62,7 +62,8 @@ def test_attention_boxes_are_where_the_family_maps_the_output_corners():
                                                                            dtype=torch.float64))  # (3, 2, 2)
     pixels = (corners + 1) * torch.tensor([84.0, 60.0], dtype=torch.float64) / 2  # align_corners=False
     torch.testing.assert_close(attention_boxes(theta, (60, 84)), pixels.flatten(1))
-    torch.testing.assert_close(attention_boxes(theta[:1], (84, 84)), torch.tensor([[28.0, 28, 56, 56]], dtype=torch.float64))
+    torch.testing.assert_close(attention_boxes(theta[:1], (84, 84)),
+                               torch.tensor([[28.0, 28, 56, 56]], dtype=torch.float64))
 
 
 # -- the triplet hinge loss ------------------------------------------------------------------------
@@ -94,7 +95,7 @@ def test_images_hold_the_digit_in_its_box_and_nothing_else_without_clutter():
     digits = _digits()
     data = ColocImages(classes=[1, 2], per_class=4, digits=digits, seed=5)
     assert len(data) == 8 and sorted(data.labels.tolist()) == [1] * 4 + [2] * 4
-    for x, box in zip(data.images, data.boxes):
+    for x, box in zip(data.images, data.boxes, strict=True):
         x0, y0, x1, y1 = (int(v) for v in box)
         assert x1 - x0 == y1 - y0 == DIGIT and 0 <= x0 and x1 <= CANVAS and 0 <= y0 and y1 <= CANVAS
         torch.testing.assert_close(x[0, y0:y1, x0:x1], digits.images[0].float() / 255)
@@ -146,10 +147,11 @@ def test_window_stays_inside_the_image_and_gradients_reach_the_localisation_only
     with torch.no_grad():
         model.st.regression.weight.normal_(0, 50.0)  # wild raw outputs
     x = torch.rand(16, 1, 84, 84)
+    model.st.steps_done.fill_(300)  # past the shrink
     boxes = model.boxes(x)
     assert bool((boxes >= -1e-4).all() and (boxes <= 84 + 1e-4).all())
     side = boxes[:, 2] - boxes[:, 0]
-    assert bool((side >= 14 - 1e-3).all() and (side <= 42 + 1e-3).all())  # scale within [1/6, 1/2]
+    assert bool((side >= 21 - 1e-3).all() and (side <= 33.6 + 1e-3).all())  # 0.75 to 1.2 crops of 28
     model(x).square().sum().backward()
     assert all(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in model.st.parameters())
     assert all(not p.requires_grad and p.grad is None for p in model.encoder.parameters())
@@ -158,11 +160,49 @@ def test_window_stays_inside_the_image_and_gradients_reach_the_localisation_only
         create_model("coloc-st", in_shape=(1, 84, 84), num_classes=10, transform="affine")
 
 
+def test_window_shrinks_from_the_whole_image_to_its_bounds():
+    model = create_model("coloc-st", in_shape=(1, 84, 84), num_classes=10, transform="attention",
+                         scale=[0.75, 1.5], shrink_steps=4, **SMALL)
+    st, x = model.st, torch.rand(3, 1, 84, 84)
+    with torch.no_grad():
+        st.regression.bias.copy_(torch.tensor([0.0, 0.5, -2.0]))  # a window off-centre, midway in scale
+    # bounds (lo, hi) after k of 4 steps: 1 + k/4 ((0.25, 0.5) - 1); a zero raw scale is the midpoint,
+    # so the window's side is 84 (lo + hi) / 2 = 84 (1 - 0.625 k/4) pixels
+    sides = []
+    for k in range(6):
+        assert st.bounds() == pytest.approx((1 - min(k, 4) / 4 * 0.75, 1 - min(k, 4) / 4 * 0.5))
+        boxes = model.boxes(x).detach()
+        assert bool((boxes >= -1e-4).all() and (boxes <= 84 + 1e-4).all())
+        sides.append(float(boxes[0, 2] - boxes[0, 0]))
+        st.advance()
+    assert sides == pytest.approx([84 * (1 - 0.625 * min(k, 4) / 4) for k in range(6)], abs=1e-4)
+    assert int(st.steps_done) == 6
+    x4 = torch.rand(4, 1, 84, 84)
+    negatives = torch.tensor([[1 / 3, 0.0, 0.0]]).repeat(4, 1)
+    get_task("coloc")().step(model, (x4, torch.zeros(4, 4), torch.tensor([0, 0, 1, 1]), negatives))
+    assert int(st.steps_done) == 7  # the task's training step counts itself
+    # a checkpoint resumes the schedule; one saved before it existed loads as finished
+    fresh = create_model("coloc-st", in_shape=(1, 84, 84), num_classes=10, transform="attention",
+                         scale=[0.75, 1.5], shrink_steps=4, **SMALL)
+    fresh.load_state_dict(model.state_dict())
+    assert int(fresh.st.steps_done) == 7
+    old = {k: v for k, v in model.state_dict().items() if k != "st.steps_done"}
+    fresh.st.steps_done.zero_()
+    fresh.load_state_dict(old)
+    assert fresh.st.bounds() == pytest.approx((0.25, 0.5))
+    with pytest.raises(ValueError, match="shrink_steps"):
+        create_model("coloc-st", in_shape=(1, 84, 84), num_classes=10, transform="attention", shrink_steps=-1)
+    with pytest.raises(ValueError, match="scale"):
+        create_model("coloc-st", in_shape=(1, 84, 84), num_classes=10, transform="attention", scale=[1.2, 0.5])
+
+
 # -- the task --------------------------------------------------------------------------------------
 def test_task_contract():
     task = get_task("coloc")()
     torch.manual_seed(0)
-    model = create_model("coloc-st", in_shape=task.in_shape, num_classes=10, transform="attention", **SMALL).double()
+    # no curriculum here: each step advances the window's shrink, which would change the next call
+    model = create_model("coloc-st", in_shape=task.in_shape, num_classes=10, transform="attention", shrink_steps=0,
+                         **SMALL).double()
 
     def step(t, x, boxes, labels, negatives):
         result = t.step(model, (x, boxes, labels, negatives))
@@ -237,7 +277,7 @@ def test_box_picture_draws_each_box_where_it_is():
     predicted = torch.tensor([[1.0, 2.0, 5.0, 9.0], [0.0, 0.0, 10.0, 10.0]])
     true = torch.tensor([[2.0, 2.0, 6.0, 6.0], [3.0, 4.0, 5.0, 6.0]])
     fig = plot_boxes(torch.rand(2, 1, 10, 10), predicted, true)
-    for ax, p, t in zip(fig.axes, predicted, true):
+    for ax, p, t in zip(fig.axes, predicted, true, strict=True):
         rects = [r for r in ax.patches if isinstance(r, Rectangle)]
         drawn = {r.get_edgecolor()[:3]: (r.get_x(), r.get_y(), r.get_x() + r.get_width(), r.get_y() + r.get_height())
                  for r in rects}

@@ -151,9 +151,11 @@ class SequenceTask(Task):
         return cls.paper.get((model, transform if model.startswith("st-") else None))
 
 
-# The CPU recipe: Adam, a quarter-width network with batch norm, the paper's 0.1x localisation lr.
-# NOT yet shown to learn within its length on this machine (docs/results.md: 900 steps stay on the
-# plateau); longer runs or a GPU are needed to confirm it.
+# The CPU recipe: Adam, a quarter-width network with batch norm, no dropout, the paper's 0.1x
+# localisation lr. NOT shown to learn on a CPU budget (docs/results.md, "MNIST sequences"): one epoch
+# (60,000 sequences) leaves all three models on the length-prior plateau (~97.5% sequence error), and
+# none of lr 3e-3, batch 32 or one FC layer moved it within a few hundred steps; only a
+# centred, unrotated strip began to leave it (~400 steps). Longer runs or a GPU are needed.
 _RECIPE = {"model": "st-cnn-multi", "optimizer": "adam", "lr": 1e-3, "batch_size": 64, "epochs": 10,
            "schedule": "constant", "loc_lr_mult": 0.1,
            "model_options": {"width": 0.25, "dropout": 0.0, "batch_norm": True}}

@@ -29,7 +29,7 @@ from ..data.loading import batches_from, configure_loading
 from ..models import count_parameters
 from . import checkpoint as ckpt
 from . import distributed
-from .build import build_model, default_downsample, make_task
+from .build import build_model, make_task
 from .callbacks import call
 from .config import TrainConfig
 from .optim import build_optimizer, lr_factor, set_lr
@@ -90,9 +90,9 @@ class Trainer:
         if env.distributed and env.is_main:
             distributed.barrier(env)
         self.in_shape, self.num_classes = tuple(self.task.in_shape), self.task.num_outputs
-        if cfg.downsample is None:  # recorded resolved, so that a later default cannot change a saved run
-            cfg = self.config = dataclasses.replace(cfg, downsample=default_downsample(cfg.model, self.in_shape))
         self.model = build_model(cfg, self.in_shape, self.num_classes).to(env.device)
+        if cfg.downsample is None:  # recorded as the model does it, so that a later default cannot change a run
+            cfg = self.config = dataclasses.replace(cfg, downsample=bool(getattr(self.model, "downsample", False)))
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.amp_dtype = amp_dtype(env.device) if cfg.amp else None
