@@ -47,8 +47,18 @@ __all__ = [
 USER_ERRORS = (ValueError, TypeError, OSError, ExportError)
 
 # The README's main job: CNN and ST-CNN on RTS from the embedded 4,000 / 1,000 real digits.
-QUICKSTART = {"task": "rts", "limit": 4000, "test_limit": 1000, "epochs": 12, "batch_size": 64,
-              "optimizer": "adam", "lr": 2e-3, "schedule": "cosine", "loc_lr_mult": 1.0, "seed": 0}
+QUICKSTART = {
+    "task": "rts",
+    "limit": 4000,
+    "test_limit": 1000,
+    "epochs": 12,
+    "batch_size": 64,
+    "optimizer": "adam",
+    "lr": 2e-3,
+    "schedule": "cosine",
+    "loc_lr_mult": 1.0,
+    "seed": 0,
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -74,7 +84,8 @@ def _json_object(text: str) -> dict:
         value = json.loads(text)
     except json.JSONDecodeError as err:
         raise argparse.ArgumentTypeError(
-            f"expected a JSON object such as '{{\"grid_size\": 4}}', got {text!r} ({err})") from err
+            f"expected a JSON object such as '{{\"grid_size\": 4}}', got {text!r} ({err})"
+        ) from err
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"grid_size\": 4}}', got {text!r}")
     return value
@@ -94,16 +105,20 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
         base = args[0] if args else hints[f.name]
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else "{}"
-        kw: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS,
-                              "help": f"{f.metadata.get('help', '')} (default: {default})"}
+        kw: dict[str, Any] = {
+            "dest": f.name,
+            "default": argparse.SUPPRESS,
+            "help": f"{f.metadata.get('help', '')} (default: {default})",
+        }
         if base is bool:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
         elif base is dict:
             group.add_argument(flag, type=_json_object, metavar="JSON", **kw)
         else:
             group.add_argument(flag, type=base, metavar=base.__name__.upper(), **kw)
-    group.add_argument("--dataset", dest="dataset", default=argparse.SUPPRESS, metavar="STR",
-                       help="deprecated: the old name of --task")
+    group.add_argument(
+        "--dataset", dest="dataset", default=argparse.SUPPRESS, metavar="STR", help="deprecated: the old name of --task"
+    )
 
 
 def _config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = None):
@@ -129,8 +144,9 @@ def _viz_callbacks(trainer: Any) -> list:
     return [TrainingAnimation(images)]
 
 
-def _make_trainer(config: Any, out: Path, *, resume: bool, progress: bool, animate: bool, overwrite: bool,
-                  env: Any = None) -> Any:
+def _make_trainer(
+    config: Any, out: Path, *, resume: bool, progress: bool, animate: bool, overwrite: bool, env: Any = None
+) -> Any:
     from .train import Trainer
 
     try:
@@ -158,8 +174,9 @@ def _fit(trainer: Any) -> dict:
 
 def _train_one(config: Any, out: Path, *, resume: bool, progress: bool, animate: bool, overwrite: bool) -> dict:
     with _process_group(config.device) as env:  # under torchrun: the caller owns the process group
-        return _fit(_make_trainer(config, out, resume=resume, progress=progress, animate=animate,
-                                  overwrite=overwrite, env=env))
+        return _fit(
+            _make_trainer(config, out, resume=resume, progress=progress, animate=animate, overwrite=overwrite, env=env)
+        )
 
 
 @contextlib.contextmanager
@@ -214,11 +231,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     except USER_ERRORS as err:
         raise UserError(str(err)) from err
     out = Path(args.out or f"runs/{config.model}-{config.transform}-{config.task}")
-    summary = _train_one(config, out, resume=args.resume, progress=not args.no_progress, animate=not args.no_animation,
-                         overwrite=args.overwrite)
+    summary = _train_one(
+        config,
+        out,
+        resume=args.resume,
+        progress=not args.no_progress,
+        animate=not args.no_animation,
+        overwrite=args.overwrite,
+    )
     if int(os.environ.get("RANK", "0")) == 0:
-        print(f"{summary['label']} on {config.task}: {_headline(summary, config.task)} "
-              f"after {summary['epochs']} epochs ({summary['train_time_s']:.0f} s); run saved in {out}")
+        print(
+            f"{summary['label']} on {config.task}: {_headline(summary, config.task)} "
+            f"after {summary['epochs']} epochs ({summary['train_time_s']:.0f} s); run saved in {out}"
+        )
     return 0
 
 
@@ -240,8 +265,9 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
             config = TrainConfig.from_dict(overrides).validate()
         except USER_ERRORS as err:
             raise UserError(str(err)) from err
-        trainers[model] = _make_trainer(config, out / model, resume=False, progress=not args.no_progress,
-                                        animate=True, overwrite=True)
+        trainers[model] = _make_trainer(
+            config, out / model, resume=False, progress=not args.no_progress, animate=True, overwrite=True
+        )
     for model, trainer in trainers.items():
         print(f"training {model} on RTS ({trainer.config.epochs} epochs) into {out / model} ...", flush=True)
         summary = _fit(trainer)
@@ -254,12 +280,16 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     except ImportError:
         pass
     minutes = (time.perf_counter() - start) / 60
-    print(f"\nRTS test error ({summary['test_images']} test digits, {summary['train_images']} training digits, "
-          f"{minutes:.1f} min):")
+    print(
+        f"\nRTS test error ({summary['test_images']} test digits, {summary['train_images']} training digits, "
+        f"{minutes:.1f} min):"
+    )
     paper = get_task(str(QUICKSTART["task"])).paper_value
     print(f"  CNN            {errors['cnn']:5.2f}%")
-    print(f"  ST-CNN affine  {errors['st-cnn']:5.2f}%   (paper, full MNIST and budget: CNN {paper('cnn', None)}%, "
-          f"ST-CNN {paper('st-cnn', 'affine')}%)")
+    print(
+        f"  ST-CNN affine  {errors['st-cnn']:5.2f}%   (paper, full MNIST and budget: CNN {paper('cnn', None)}%, "
+        f"ST-CNN {paper('st-cnn', 'affine')}%)"
+    )
     print(f"runs, animation and panel in {out}/")
     return 0
 
@@ -272,9 +302,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"stnkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("train", help="train a model (one run directory)", description=(
-        "Train a model. Settings: defaults < --config FILE < options. Under `torchrun --nproc_per_node N` "
-        "the same command trains with DistributedDataParallel."))
+    p = sub.add_parser(
+        "train",
+        help="train a model (one run directory)",
+        description=(
+            "Train a model. Settings: defaults < --config FILE < options. Under `torchrun --nproc_per_node N` "
+            "the same command trains with DistributedDataParallel."
+        ),
+    )
     p.add_argument("--config", help="JSON or TOML config file (e.g. configs/table1_st-cnn_affine_rts.json)")
     p.add_argument("--out", help="run directory (default: runs/MODEL-TRANSFORM-DATASET)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
@@ -286,8 +321,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_inspection_commands(sub)  # `stnkit eval`, `list`, `show`, `report`: experiments/inspection.py
     from .export import add_command  # `stnkit export`: options and logic in experiments/export.py
+
     add_command(sub)
     from .grid import add_command as add_grid  # `stnkit grid`: logic in experiments/grid.py
+
     add_grid(sub)
 
     p = sub.add_parser("quickstart", help="CNN vs ST-CNN on RTS in under a minute (embedded digits)")
@@ -311,8 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     prog = f"stnkit {args.command}"
     rank = int(os.environ.get("RANK", "0"))
-    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, format="%(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, format="%(message)s", stream=sys.stderr)
     from .train import TrainingDiverged
 
     expected: tuple[type[BaseException], ...] = (UserError, TrainingDiverged, KeyboardInterrupt)
@@ -329,8 +365,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         if isinstance(err, KeyboardInterrupt):  # suggest --resume only where it can work (rundir rule)
             where = getattr(err, "resume_dir", None)
-            resume = (f"; continue with: stnkit train --resume --out {where}"
-                      if where and args.command == "train" else "")
+            resume = (
+                f"; continue with: stnkit train --resume --out {where}" if where and args.command == "train" else ""
+            )
             message, status = f"{prog}: interrupted{resume}{getattr(err, 'note', '')}", 130
         else:
             message, status = f"{prog}: error: {err}", 1 if isinstance(err, TrainingDiverged) else 2

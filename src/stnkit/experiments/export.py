@@ -36,8 +36,9 @@ def _runner(model: nn.Module, fmt: str, example: Tensor, out: Path, opset: int) 
 
 
 @torch.no_grad()
-def export_run(run: str | Path, fmt: str, out: str | Path, *, data_dir: str | None = None, batch_size: int = 500,
-               opset: int = 20) -> dict[str, Any]:
+def export_run(
+    run: str | Path, fmt: str, out: str | Path, *, data_dir: str | None = None, batch_size: int = 500, opset: int = 20
+) -> dict[str, Any]:
     """Exports a run's model and runs the exported file on the images its task is scored on.
 
     The batch size is dynamic: the file is traced on 2 images and run on batches of ``batch_size``
@@ -86,8 +87,15 @@ def export_run(run: str | Path, fmt: str, out: str | Path, *, data_dir: str | No
     if run_exported is None or n == 0:
         raise ValueError(f"run: the {task.scored_on} set of {run} holds no images")
     metrics = task.evaluate(_Exported(run_exported), task.eval_data().batches(0, batch_size))
-    return {"path": str(out), "format": fmt, "n": n, "max_diff": max_diff, "agreement": 100.0 * agree / n,
-            "scored_on": task.scored_on, "metrics": metrics}
+    return {
+        "path": str(out),
+        "format": fmt,
+        "n": n,
+        "max_diff": max_diff,
+        "agreement": 100.0 * agree / n,
+        "scored_on": task.scored_on,
+        "metrics": metrics,
+    }
 
 
 class _Exported(nn.Module):
@@ -105,8 +113,12 @@ def add_command(sub: Any) -> None:
     """Adds ``stnkit export`` to the subparsers ``sub`` of the ``stnkit`` command."""
     p = sub.add_parser("export", help="export a run's model to ONNX or torch.export, checked on its test images")
     p.add_argument("run", help="run directory or checkpoint file")
-    p.add_argument("--format", required=True, choices=(*FORMATS, "torchscript"),
-                   help="onnx or exported-program (torchscript is deprecated in PyTorch: refused with a pointer)")
+    p.add_argument(
+        "--format",
+        required=True,
+        choices=(*FORMATS, "torchscript"),
+        help="onnx or exported-program (torchscript is deprecated in PyTorch: refused with a pointer)",
+    )
     p.add_argument("--out", required=True, help="file to write (e.g. model.onnx, model.pt2)")
     p.add_argument("--opset", type=int, default=20, help="ONNX opset (default: 20)")
     p.add_argument("--data-dir", help="where the digits are, if not where the run found them")
@@ -120,9 +132,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     run = Path(args.run)
     recover(run.parent if run.suffix == ".pt" else run)  # a run a killed --overwrite set aside (rundir rule)
-    r = export_run(args.run, args.format, args.out, data_dir=args.data_dir, batch_size=args.batch_size,
-                   opset=args.opset)  # ExportError: one line, like the other user errors (cli.USER_ERRORS)
+    r = export_run(
+        args.run, args.format, args.out, data_dir=args.data_dir, batch_size=args.batch_size, opset=args.opset
+    )  # ExportError: one line, like the other user errors (cli.USER_ERRORS)
     error = f", {r['scored_on']} error {r['metrics']['error']:.2f}%" if "error" in r["metrics"] else ""
-    print(f"wrote {r['path']} ({r['format']}); on {r['n']} {r['scored_on']} images the exported model's largest "
-          f"output difference is {r['max_diff']:.2e}, its predictions agree {r['agreement']:.2f}%{error}")
+    print(
+        f"wrote {r['path']} ({r['format']}); on {r['n']} {r['scored_on']} images the exported model's largest "
+        f"output difference is {r['max_diff']:.2e}, its predictions agree {r['agreement']:.2f}%{error}"
+    )
     return 0

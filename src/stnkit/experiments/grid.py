@@ -103,15 +103,23 @@ def _flags(settings: dict[str, Any]) -> list[str]:
     return out
 
 
-def train_args(job: Job, budget: Budget, threads: int, extra: dict[str, Any],
-               configs: dict[Cell, dict[str, Any]]) -> list[str]:
+def train_args(
+    job: Job, budget: Budget, threads: int, extra: dict[str, Any], configs: dict[Cell, dict[str, Any]]
+) -> list[str]:
     """The ``stnkit train`` arguments of ``job``: resume, or the cell, its config settings, the budget."""
     common = ["--out", str(job.path), "--no-progress", "--no-animation", "--threads", str(threads)]
     if job.state == "resume":
         return [*common, "--resume"]
     cell = job.cell
-    settings = {"task": cell.task, "model": cell.model, "transform": cell.transform, **configs.get(cell, {}),
-                **asdict(budget), "seed": job.seed, **extra}
+    settings = {
+        "task": cell.task,
+        "model": cell.model,
+        "transform": cell.transform,
+        **configs.get(cell, {}),
+        **asdict(budget),
+        "seed": job.seed,
+        **extra,
+    }
     return [*common, *_flags(settings)]
 
 
@@ -125,8 +133,14 @@ def _add_cpu(path: Path, key: str, seconds: float) -> None:
     atomic_write(path, json.dumps(table, indent=2, sort_keys=True).encode())
 
 
-def execute(jobs: Sequence[Job], args: Sequence[Sequence[str]], logs: Path, parallel: int,
-            command: Sequence[str] | None = None, poll_s: float = 0.1) -> dict[Path, int]:
+def execute(
+    jobs: Sequence[Job],
+    args: Sequence[Sequence[str]],
+    logs: Path,
+    parallel: int,
+    command: Sequence[str] | None = None,
+    poll_s: float = 0.1,
+) -> dict[Path, int]:
     """Runs ``command + args[i]`` for every job, ``parallel`` at once; output to ``logs/<cell>_seed<k>.log``.
 
     The trainings run in their own sessions, so a terminal's Ctrl-C reaches only this process, which
@@ -145,8 +159,15 @@ def execute(jobs: Sequence[Job], args: Sequence[Sequence[str]], logs: Path, para
             while pending and len(running) < parallel:
                 job, argv = pending.pop(0)
                 log = open(logs / f"{job.cell.name}_seed{job.seed}.log", "ab")
-                running.append((job, subprocess.Popen([*command, *argv], stdout=log, stderr=subprocess.STDOUT,
-                                                 start_new_session=True), log))
+                running.append(
+                    (
+                        job,
+                        subprocess.Popen(
+                            [*command, *argv], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                        ),
+                        log,
+                    )
+                )
             for entry in list(running):
                 job, proc, log = entry
                 pid, code, usage = os.wait4(proc.pid, os.WNOHANG)  # the exit status and this child's CPU time
@@ -166,10 +187,20 @@ def execute(jobs: Sequence[Job], args: Sequence[Sequence[str]], logs: Path, para
     return status
 
 
-def run_grid(runs: str | Path, sets: Sequence[str], *, budget: str = "tiny", seeds: int = 1, jobs: int = 1,
-             threads: int | None = None, cells: Sequence[str] = (), models: Sequence[str] = (),
-             overrides: dict[str, int | None] | None = None, extra: dict[str, Any] | None = None,
-             command: Sequence[str] | None = None) -> dict[str, Any]:
+def run_grid(
+    runs: str | Path,
+    sets: Sequence[str],
+    *,
+    budget: str = "tiny",
+    seeds: int = 1,
+    jobs: int = 1,
+    threads: int | None = None,
+    cells: Sequence[str] = (),
+    models: Sequence[str] = (),
+    overrides: dict[str, int | None] | None = None,
+    extra: dict[str, Any] | None = None,
+    command: Sequence[str] | None = None,
+) -> dict[str, Any]:
     """Plans, trains what is left and writes ``RUNS/report.md``; every check happens before any run.
 
     Args:
@@ -201,13 +232,16 @@ def run_grid(runs: str | Path, sets: Sequence[str], *, budget: str = "tiny", see
     runs.mkdir(parents=True, exist_ok=True)
     atomic_write(runs / GRID_FILE, json.dumps({"budget": asdict(spec), "name": budget}, indent=2).encode())
     left = [j for j in todo if j.state != "done"]
-    status = execute(left, [train_args(j, spec, threads, extra or {}, configs) for j in left], runs / LOGS, jobs,
-                     command)
+    status = execute(
+        left, [train_args(j, spec, threads, extra or {}, configs) for j in left], runs / LOGS, jobs, command
+    )
     from .viz import write_report
 
     started = [j for j in todo if (j.path / "summary.json").is_file() or (j.path / "config.json").is_file()]
-    note = (f"Grid budget `{budget}`: {spec.epochs} epoch(s), {spec.limit or 'all'} training and "
-            f"{spec.test_limit or 'all'} test images, batch {spec.batch_size}; {seeds} seed(s) per cell.")
+    note = (
+        f"Grid budget `{budget}`: {spec.epochs} epoch(s), {spec.limit or 'all'} training and "
+        f"{spec.test_limit or 'all'} test images, batch {spec.batch_size}; {seeds} seed(s) per cell."
+    )
     missing = [f"{j.cell.name} seed {j.seed}" for j in todo if j not in started]
     if missing:
         note += f" Not run yet (incomplete): {', '.join(missing)}."
@@ -216,22 +250,39 @@ def run_grid(runs: str | Path, sets: Sequence[str], *, budget: str = "tiny", see
     except (OSError, ValueError):
         cpu = {}
     if cpu:
-        note += (f" CPU time of all runs (user + sys of their training processes, all sessions): "
-                 f"{sum(cpu.values()) / 60:.1f} min; each run's is in the runs table.")
+        note += (
+            f" CPU time of all runs (user + sys of their training processes, all sessions): "
+            f"{sum(cpu.values()) / 60:.1f} min; each run's is in the runs table."
+        )
     planned = {(c.model, c.transform, c.task): seeds for c in chosen}
-    report = (write_report([j.path for j in started], runs / "report.md", note=note, planned=planned,
-                           cpu={runs / key: seconds for key, seconds in cpu.items()}) if started else None)
+    report = (
+        write_report(
+            [j.path for j in started],
+            runs / "report.md",
+            note=note,
+            planned=planned,
+            cpu={runs / key: seconds for key, seconds in cpu.items()},
+        )
+        if started
+        else None
+    )
     return {"jobs": todo, "status": status, "failed": [j for j in left if status.get(j.path)], "report": report}
 
 
 def add_command(sub: Any) -> None:
     """Adds ``stnkit grid`` to the subparsers ``sub`` of the ``stnkit`` command."""
-    p = sub.add_parser("grid", help="train a named set of paper cells (resumable, N at once), then report",
-                       description=__doc__.split("\n\n")[1] if __doc__ else None)
+    p = sub.add_parser(
+        "grid",
+        help="train a named set of paper cells (resumable, N at once), then report",
+        description=__doc__.split("\n\n")[1] if __doc__ else None,
+    )
     p.add_argument("sets", nargs="+", metavar="SET", help=f"cell sets: {', '.join([*CELL_SETS, 'all'])}")
     p.add_argument("--runs", default="runs/grid", help="the grid's directory (default: runs/grid)")
-    p.add_argument("--budget", default="tiny",
-                   help="; ".join(f"{k}: {v.epochs} epochs, {v.limit or 'all'} images" for k, v in BUDGETS.items()))
+    p.add_argument(
+        "--budget",
+        default="tiny",
+        help="; ".join(f"{k}: {v.epochs} epochs, {v.limit or 'all'} images" for k, v in BUDGETS.items()),
+    )
     p.add_argument("--epochs", type=int, help="override the budget's epochs")
     p.add_argument("--limit", type=int, help="override the budget's training images")
     p.add_argument("--test-limit", type=int, help="override the budget's test images")
@@ -247,13 +298,23 @@ def add_command(sub: Any) -> None:
 
 def cmd_grid(args: argparse.Namespace) -> int:
     """``stnkit grid``: prints what ran, what failed (with its log) and where the report is."""
-    result = run_grid(args.runs, args.sets, budget=args.budget, seeds=args.seeds, jobs=args.jobs,
-                      threads=args.threads, cells=args.cells, models=args.models,
-                      overrides={"epochs": args.epochs, "limit": args.limit, "test_limit": args.test_limit},
-                      extra={"data_dir": args.data_dir, "device": args.device})
+    result = run_grid(
+        args.runs,
+        args.sets,
+        budget=args.budget,
+        seeds=args.seeds,
+        jobs=args.jobs,
+        threads=args.threads,
+        cells=args.cells,
+        models=args.models,
+        overrides={"epochs": args.epochs, "limit": args.limit, "test_limit": args.test_limit},
+        extra={"data_dir": args.data_dir, "device": args.device},
+    )
     skipped = sum(j.state == "done" for j in result["jobs"])
-    print(f"{len(result['jobs'])} run(s): {skipped} already complete, {len(result['status'])} trained or resumed, "
-          f"{len(result['failed'])} failed")
+    print(
+        f"{len(result['jobs'])} run(s): {skipped} already complete, {len(result['status'])} trained or resumed, "
+        f"{len(result['failed'])} failed"
+    )
     for job in result["failed"]:
         print(f"  failed: {job.path} (log: {Path(args.runs) / LOGS / f'{job.cell.name}_seed{job.seed}.log'})")
     if result["report"] is not None:

@@ -39,9 +39,11 @@ class Budget:
 #: Named budgets. ``tiny``: smoke tests. ``cpu``: the whole set (table1, tc, table4) in one working
 #: session of a 2-core CPU, 1 thread per run (docs/results.md gives each cell's CPU time).
 #: ``gpu``: full data, longer.
-BUDGETS = {"tiny": Budget(epochs=1, limit=256, test_limit=256, batch_size=64),
-           "cpu": Budget(epochs=3, limit=None, test_limit=None),
-           "gpu": Budget(epochs=20, limit=None, test_limit=None)}
+BUDGETS = {
+    "tiny": Budget(epochs=1, limit=256, test_limit=256, batch_size=64),
+    "cpu": Budget(epochs=3, limit=None, test_limit=None),
+    "gpu": Budget(epochs=20, limit=None, test_limit=None),
+}
 
 
 @dataclass(frozen=True)
@@ -94,8 +96,11 @@ def cells_of(name: str) -> list[Cell]:
         return [c for n in PAPER_SETS for c in cells_of(n)]
     if name not in CELL_SETS:
         raise ValueError(f"cell set: expected one of {', '.join([*CELL_SETS, 'all'])}, got {name!r}")
-    return [Cell(task, model, UNNAMED_TRANSFORM if transform == ANY_TRANSFORM else transform)
-            for task in CELL_SETS[name] for model, transform in get_task(task).paper or get_task(task).compared]
+    return [
+        Cell(task, model, UNNAMED_TRANSFORM if transform == ANY_TRANSFORM else transform)
+        for task in CELL_SETS[name]
+        for model, transform in get_task(task).paper or get_task(task).compared
+    ]
 
 
 def select(sets: Sequence[str], cells: Sequence[str] = (), models: Sequence[str] = ()) -> list[Cell]:
@@ -108,13 +113,17 @@ def select(sets: Sequence[str], cells: Sequence[str] = (), models: Sequence[str]
     by_name = {c.name: c for c in chosen}
     unknown = [n for n in cells if n not in by_name]
     if unknown:
-        raise ValueError(f"--cells: unknown cell(s) {', '.join(unknown)} in {', '.join(sets)}; "
-                         f"expected names such as {', '.join(list(by_name)[:4])}")
+        raise ValueError(
+            f"--cells: unknown cell(s) {', '.join(unknown)} in {', '.join(sets)}; "
+            f"expected names such as {', '.join(list(by_name)[:4])}"
+        )
     present = {c.model for c in chosen}
     unknown = [m for m in models if m not in present]
     if unknown:
-        raise ValueError(f"--models: unknown model(s) {', '.join(unknown)} in {', '.join(sets)}; "
-                         f"expected some of {', '.join(sorted(present))}")
+        raise ValueError(
+            f"--models: unknown model(s) {', '.join(unknown)} in {', '.join(sets)}; "
+            f"expected some of {', '.join(sorted(present))}"
+        )
     return [c for c in chosen if (not cells or c.name in cells) and (not models or c.model in models)]
 
 
@@ -166,8 +175,9 @@ def run_state(path: Path) -> str:
         return "resume"
     entries = sorted(p.name for p in path.iterdir())
     if entries and "config.json" not in entries:
-        raise ValueError(f"runs directory: expected {path} to hold an stnkit run or nothing, "
-                         f"got {', '.join(entries[:5])}")
+        raise ValueError(
+            f"runs directory: expected {path} to hold an stnkit run or nothing, got {', '.join(entries[:5])}"
+        )
     return "fresh"  # empty, or a run that failed before its first checkpoint (train refuses or restarts it)
 
 
@@ -187,14 +197,21 @@ def plan(runs: Path, cells: Sequence[Cell], seeds: int, budget: Budget, budget_n
         record = runs / GRID_FILE
         if not record.is_file():
             found = ", ".join(sorted(p.name for p in runs.iterdir())[:5])
-            raise ValueError(f"--runs: expected an empty directory or one made by `stnkit grid` (with {GRID_FILE}), "
-                             f"got {str(runs)!r} holding {found}")
+            raise ValueError(
+                f"--runs: expected an empty directory or one made by `stnkit grid` (with {GRID_FILE}), "
+                f"got {str(runs)!r} holding {found}"
+            )
         try:
             saved = json.loads(record.read_text())["budget"]
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise ValueError(f"--runs: cannot read {record}: {err}") from None
         if saved != asdict(budget):
-            raise ValueError(f"--budget: {str(runs)!r} was run at {saved}, got {asdict(budget)} ({budget_name}); "
-                             "a table mixes no budgets: give another --runs directory")
-    return [Job(c, s, runs / c.name / f"seed{s}", run_state(runs / c.name / f"seed{s}"))
-            for c in cells for s in range(seeds)]
+            raise ValueError(
+                f"--budget: {str(runs)!r} was run at {saved}, got {asdict(budget)} ({budget_name}); "
+                "a table mixes no budgets: give another --runs directory"
+            )
+    return [
+        Job(c, s, runs / c.name / f"seed{s}", run_state(runs / c.name / f"seed{s}"))
+        for c in cells
+        for s in range(seeds)
+    ]

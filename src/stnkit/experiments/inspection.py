@@ -58,14 +58,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
     result = evaluate_run(args.run, npz=args.npz, data_dir=args.data_dir, batch_size=args.batch_size)
     if "error" not in result:  # tasks with their own metrics (registration, co-localisation)
         metrics = {k: v for k, v in result.items() if k not in ("n", "on")}
-        print(json.dumps({**metrics, "n": result["n"]}) if args.json else
-              f"{args.run}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
-              + f" on {result['n']} samples of {result['on']}")
+        print(
+            json.dumps({**metrics, "n": result["n"]})
+            if args.json
+            else f"{args.run}: "
+            + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+            + f" on {result['n']} samples of {result['on']}"
+        )
     elif args.json:
         print(json.dumps({k: result[k] for k in ("error", "accuracy", "n")}))
     else:
-        print(f"{args.run}: test error {result['error']:.2f}% (accuracy {result['accuracy']:.2f}%) "
-              f"on {result['n']} images of {result['on']}")
+        print(
+            f"{args.run}: test error {result['error']:.2f}% (accuracy {result['accuracy']:.2f}%) "
+            f"on {result['n']} images of {result['on']}"
+        )
     return 0
 
 

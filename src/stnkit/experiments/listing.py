@@ -22,21 +22,27 @@ def print_list(params: bool = False) -> None:
     tasks = {name: cls() for name, cls in TASKS.items()}  # no data is loaded
     for name, task in tasks.items():
         metric = headline(task)
-        paper = ", ".join(f"{m}{' ' + t if t else ''} {v}".replace(" *", " (any family)")
-                          for (m, t), v in task.paper.items())
+        paper = ", ".join(
+            f"{m}{' ' + t if t else ''} {v}".replace(" *", " (any family)") for (m, t), v in task.paper.items()
+        )
         shape = "x".join(map(str, task.in_shape))
-        print(f"{name:<10} {shape} -> {task.num_outputs} classes, {metric.name} {metric.unit} "
-              f"({'lower' if metric.lower_is_better else 'higher'} is better) on the {task.scored_on} set; "
-              f"{task.title}"
-              + (f"; paper ({task.paper_source}, {getattr(task, 'paper_data', 'MNIST')}): {paper}" if paper else ""))
+        print(
+            f"{name:<10} {shape} -> {task.num_outputs} classes, {metric.name} {metric.unit} "
+            f"({'lower' if metric.lower_is_better else 'higher'} is better) on the {task.scored_on} set; "
+            f"{task.title}"
+            + (f"; paper ({task.paper_source}, {getattr(task, 'paper_data', 'MNIST')}): {paper}" if paper else "")
+        )
     print("\n# models (--model)" + ("" if params else "; parameter counts: stnkit list --params") + ":")
     setups = _parameter_setups(tasks) if params else {}
     if setups:
         print("# parameters with an affine ST, per input: " + "; ".join(setups))
     for name in list_models():
-        counts = "".join(f"{_count_parameters(name, *setup):>12,}"
-                         if _takes(name, setup[0]) and _accepted(tasks, label, name) else f"{'-':>12}"
-                         for label, setup in setups.items())
+        counts = "".join(
+            f"{_count_parameters(name, *setup):>12,}"
+            if _takes(name, setup[0]) and _accepted(tasks, label, name)
+            else f"{'-':>12}"
+            for label, setup in setups.items()
+        )
         print(f"{name:<10}{counts}  {describe_model(name).split(' Option')[0]}")
     print("\n# transform families (--transform):")
     for name in transforms.list_transforms():
@@ -70,6 +76,12 @@ def _accepted(tasks: dict[str, Any], label: str, model: str) -> bool:
 
 def _count_parameters(model: str, in_shape: tuple[int, ...], num_classes: int) -> int:
     families = getattr(MODELS.get(model), "families", None)  # models tied to a family (coloc-st: attention)
-    return count_parameters(create_model(model, in_shape=in_shape, num_classes=num_classes,
-                                         transform=families[0] if families else "affine",
-                                         downsample=max(in_shape[1:]) > 28))
+    return count_parameters(
+        create_model(
+            model,
+            in_shape=in_shape,
+            num_classes=num_classes,
+            transform=families[0] if families else "affine",
+            downsample=max(in_shape[1:]) > 28,
+        )
+    )

@@ -19,8 +19,14 @@ import torch
 from torch import Tensor
 
 
-def similarity_theta(angle: Tensor, scale: Tensor, offset_x: Tensor, offset_y: Tensor,
-                     canvas: Sequence[int], source: Sequence[int] = (28, 28)) -> Tensor:
+def similarity_theta(
+    angle: Tensor,
+    scale: Tensor,
+    offset_x: Tensor,
+    offset_y: Tensor,
+    canvas: Sequence[int],
+    source: Sequence[int] = (28, 28),
+) -> Tensor:
     """Affine ``theta`` placing a rotated, scaled source image on a canvas.
 
     The forward map sends a source point at pixel offset ``u`` from the source centre to
@@ -45,8 +51,7 @@ def similarity_theta(angle: Tensor, scale: Tensor, offset_x: Tensor, offset_y: T
     r00, r01, r10, r11 = c / scale, -s / scale, s / scale, c / scale
     t0 = -(r00 * offset_x + r01 * offset_y)  # source pixels
     t1 = -(r10 * offset_x + r11 * offset_y)
-    rows = [sx * r00 * half_w, sx * r01 * half_h, sx * t0,
-            sy * r10 * half_w, sy * r11 * half_h, sy * t1]
+    rows = [sx * r00 * half_w, sx * r01 * half_h, sx * t0, sy * r10 * half_w, sy * r11 * half_h, sy * t1]
     return torch.stack(rows, dim=1)  # (N, 6)
 
 
@@ -111,6 +116,8 @@ def tps_theta(control: Tensor, offsets: Tensor, scale: Tensor, size: Sequence[in
 def worst_box_half_extent(scale_max: float, angles: tuple[float, float], box: float) -> float:
     """The largest :func:`box_half_extent` over an angle range (for checking a canvas fits)."""
     lo, hi = angles
-    worst = max(abs(math.cos(math.radians(a))) + abs(math.sin(math.radians(a)))
-                for a in [lo, hi] + [45.0 + 90.0 * k for k in range(-4, 5) if lo <= 45.0 + 90.0 * k <= hi])
+    worst = max(
+        abs(math.cos(math.radians(a))) + abs(math.sin(math.radians(a)))
+        for a in [lo, hi] + [45.0 + 90.0 * k for k in range(-4, 5) if lo <= 45.0 + 90.0 * k <= hi]
+    )
     return scale_max * box / 2.0 * worst

@@ -77,8 +77,10 @@ class TranslatedCluttered(Translated):
         self.num_others = check_positive_int("patches", patches, minimum=0)
         self.patch_size = check_positive_int("patch_size", patch_size)
         if not isinstance(crop_box, int) or not patch_size <= crop_box <= SOURCE_SIZE[0] or patch_size > size:
-            raise ValueError(f"crop_box: expected an int with patch_size ({patch_size}) <= crop_box <= 28 and "
-                             f"patch_size <= size ({size}), got crop_box={crop_box!r}")
+            raise ValueError(
+                f"crop_box: expected an int with patch_size ({patch_size}) <= crop_box <= 28 and "
+                f"patch_size <= size ({size}), got crop_box={crop_box!r}"
+            )
         self.crop_box = crop_box
 
     def _make_params(self, n: int, generator: torch.Generator) -> Params:
@@ -87,8 +89,13 @@ class TranslatedCluttered(Translated):
         low = (SOURCE_SIZE[0] - self.crop_box) // 2
         crop = low + torch.randint(self.crop_box - p + 1, (n, k, 2), generator=generator)  # (N, K, 2)
         patch = torch.randint(self.size[0] - p + 1, (n, k, 2), generator=generator)  # (N, K, 2)
-        return {**params, "crop_x": crop[..., 0], "crop_y": crop[..., 1],
-                "patch_x": patch[..., 0], "patch_y": patch[..., 1]}
+        return {
+            **params,
+            "crop_x": crop[..., 0],
+            "crop_y": crop[..., 1],
+            "patch_x": patch[..., 0],
+            "patch_y": patch[..., 1],
+        }
 
     def _apply(self, images: Tensor, params: Params, others: Tensor | None) -> Tensor:
         canvas = self._place(images, params)  # (N, 1, H, W)
@@ -107,8 +114,9 @@ class TranslatedCluttered(Translated):
         which = torch.arange(k, device=images.device).view(1, k, 1, 1)
         patches = others[batch, which, rows, cols]  # (N, K, p, p)
         width = self.size[1]
-        target = ((params["patch_y"].unsqueeze(-1) + step).unsqueeze(-1) * width
-                  + (params["patch_x"].unsqueeze(-1) + step).unsqueeze(-2))  # (N, K, p, p) flat canvas index
+        target = (params["patch_y"].unsqueeze(-1) + step).unsqueeze(-1) * width + (
+            params["patch_x"].unsqueeze(-1) + step
+        ).unsqueeze(-2)  # (N, K, p, p) flat canvas index
         flat = canvas.reshape(n, -1)  # (N, H*W)
         flat = flat.scatter_reduce(1, target.reshape(n, -1), patches.reshape(n, -1), "amax")
         return flat.view_as(canvas)  # (N, 1, H, W)
@@ -131,8 +139,13 @@ class Addition(Distortion):
     num_classes = 19
     num_others = 1
 
-    def __init__(self, angle: tuple[float, float] = (-45.0, 45.0), scale: tuple[float, float] = (0.7, 1.2),
-                 size: int = 42, digit_box: float = 20.0) -> None:
+    def __init__(
+        self,
+        angle: tuple[float, float] = (-45.0, 45.0),
+        scale: tuple[float, float] = (0.7, 1.2),
+        size: int = 42,
+        digit_box: float = 20.0,
+    ) -> None:
         check_range("angle", angle, low=-180.0, high=180.0)
         self.rts = RotatedTranslatedScaled(angle=angle, scale=scale, size=size, digit_box=digit_box)
         self.size = self.rts.size
@@ -143,8 +156,10 @@ class Addition(Distortion):
 
     def _apply(self, images: Tensor, params: Params, others: Tensor | None) -> Tensor:
         if others is None:
-            raise ValueError("others: addition needs the second digit of each sample, shape (N, 1, 28, 28); "
-                             "draw its index with draw_others")
+            raise ValueError(
+                "others: addition needs the second digit of each sample, shape (N, 1, 28, 28); "
+                "draw its index with draw_others"
+            )
         n = images.shape[0]
         second = others.float() / 255.0 if others.dtype == torch.uint8 else others.float()
         second = second.to(images.device)

@@ -54,13 +54,26 @@ class ColocImages:
     ty)`` of a random ``28 x 28`` crop of each image (the triplet loss's negative).
     """
 
-    def __init__(self, classes: Sequence[int] = tuple(range(10)), per_class: int = 100, clutter: bool = False, *,
-                 name: str = "mnist", data_dir: str | os.PathLike | None = None, download: bool = False,
-                 seed: int = 0, limit: int | None = None, digits: Digits | None = None,
-                 clutter_digits: Digits | None = None) -> None:
+    def __init__(
+        self,
+        classes: Sequence[int] = tuple(range(10)),
+        per_class: int = 100,
+        clutter: bool = False,
+        *,
+        name: str = "mnist",
+        data_dir: str | os.PathLike | None = None,
+        download: bool = False,
+        seed: int = 0,
+        limit: int | None = None,
+        digits: Digits | None = None,
+        clutter_digits: Digits | None = None,
+    ) -> None:
         classes = list(classes) if isinstance(classes, (list, tuple)) else classes
-        if not isinstance(classes, list) or not classes or any(
-                not isinstance(c, int) or isinstance(c, bool) or not 0 <= c <= 9 for c in classes):
+        if (
+            not isinstance(classes, list)
+            or not classes
+            or any(not isinstance(c, int) or isinstance(c, bool) or not 0 <= c <= 9 for c in classes)
+        ):
             raise ValueError(f"classes: expected a non-empty list of digit classes 0-9, got {classes!r}")
         if len(set(classes)) != len(classes):
             raise ValueError(f"classes: expected distinct classes, got {classes!r}")
@@ -92,15 +105,18 @@ class ColocImages:
         generator = torch.Generator().manual_seed(derive_seed("coloc-negatives", self.seed, epoch))
         return random_crops(len(self), generator)
 
-    def batches(self, epoch: int, batch_size: int, rank: int = 0, world_size: int = 1,
-                shuffle: bool = True) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor]]:
+    def batches(
+        self, epoch: int, batch_size: int, rank: int = 0, world_size: int = 1, shuffle: bool = True
+    ) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor]]:
         """This rank's part of each global batch of ``epoch`` (see ``DistortedDigits.batches``):
         shuffled by ``(seed, epoch)`` unless ``shuffle`` is false (evaluation: in order)."""
         check_positive_int("batch_size", batch_size)
         check_positive_int("world_size", world_size)
         if not isinstance(rank, int) or not 0 <= rank < world_size or batch_size % world_size:
-            raise ValueError(f"rank, batch_size: expected 0 <= rank < world_size ({world_size}) and a batch_size "
-                             f"multiple of it, got rank={rank!r}, batch_size={batch_size}")
+            raise ValueError(
+                f"rank, batch_size: expected 0 <= rank < world_size ({world_size}) and a batch_size "
+                f"multiple of it, got rank={rank!r}, batch_size={batch_size}"
+            )
         n = len(self)
         generator = torch.Generator().manual_seed(derive_seed("coloc-order", self.seed, epoch))
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
@@ -119,8 +135,9 @@ class ColocEval:
     def __len__(self) -> int:
         return len(self.data)
 
-    def batches(self, epoch: int, batch_size: int, rank: int = 0,
-                world_size: int = 1) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor]]:
+    def batches(
+        self, epoch: int, batch_size: int, rank: int = 0, world_size: int = 1
+    ) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor]]:
         return self.data.batches(0, batch_size, rank, world_size, shuffle=False)
 
 
@@ -140,18 +157,19 @@ def _compose(digits: Tensor, clutter: Digits | None, generator: torch.Generator)
     canvas = torch.zeros(n, CANVAS, CANVAS, dtype=torch.uint8)
     if clutter is not None:
         source = torch.randint(len(clutter.images), (n, PATCHES), generator=generator)
-        crop = torch.randint((DIGIT - CROP_BOX) // 2, (DIGIT + CROP_BOX) // 2 - PATCH + 1, (n, PATCHES, 2),
-                             generator=generator)
+        crop = torch.randint(
+            (DIGIT - CROP_BOX) // 2, (DIGIT + CROP_BOX) // 2 - PATCH + 1, (n, PATCHES, 2), generator=generator
+        )
         place = torch.randint(CANVAS - PATCH + 1, (n, PATCHES, 2), generator=generator)
     for i in range(n):
         x, y = (int(v) for v in corner[i])
-        canvas[i, y:y + DIGIT, x:x + DIGIT] = digits[i]
+        canvas[i, y : y + DIGIT, x : x + DIGIT] = digits[i]
         if clutter is not None:
             for k in range(PATCHES):
                 cx, cy = (int(v) for v in crop[i, k])
                 px, py = (int(v) for v in place[i, k])
-                patch = clutter.images[source[i, k], cy:cy + PATCH, cx:cx + PATCH]
-                region = canvas[i, py:py + PATCH, px:px + PATCH]
-                canvas[i, py:py + PATCH, px:px + PATCH] = torch.maximum(region, patch)
+                patch = clutter.images[source[i, k], cy : cy + PATCH, cx : cx + PATCH]
+                region = canvas[i, py : py + PATCH, px : px + PATCH]
+                canvas[i, py : py + PATCH, px : px + PATCH] = torch.maximum(region, patch)
     boxes = torch.cat([corner, corner + DIGIT], dim=1).float()  # (n, 4) (x0, y0, x1, y1)
     return canvas.unsqueeze(1).float() / 255, boxes

@@ -63,8 +63,10 @@ def find_cub(root: str | os.PathLike | None = None, download_missing: bool = Fal
     archive = base / ARCHIVE
     if not archive.is_file():
         if not download_missing:
-            raise FileNotFoundError(f"data_dir: no CUB-200-2011 in {str(base)!r} (expected {FOLDER}/images.txt or "
-                                    f"{ARCHIVE}); pass --download to fetch it ({URLS[0]})")
+            raise FileNotFoundError(
+                f"data_dir: no CUB-200-2011 in {str(base)!r} (expected {FOLDER}/images.txt or "
+                f"{ARCHIVE}); pass --download to fetch it ({URLS[0]})"
+            )
         download(URLS, archive, MD5)
     return extract(archive, base)
 
@@ -78,12 +80,15 @@ def extract(archive: Path, dest: Path) -> Path:
             tar.extractall(tmp, filter="data")  # "data": no absolute paths, links out or devices
         found = tmp / FOLDER
         if not (found / "images.txt").is_file():
-            raise CubArchiveError(f"archive: {str(archive)!r} holds no {FOLDER}/images.txt; "
-                                  "not the CUB-200-2011 archive")
+            raise CubArchiveError(
+                f"archive: {str(archive)!r} holds no {FOLDER}/images.txt; not the CUB-200-2011 archive"
+            )
         os.replace(found, dest / FOLDER)
     except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
-        raise CubArchiveError(f"archive: {str(archive)!r} is truncated or corrupt ({type(err).__name__}: {err}); "
-                              f"delete it and download it again") from None
+        raise CubArchiveError(
+            f"archive: {str(archive)!r} is truncated or corrupt ({type(err).__name__}: {err}); "
+            f"delete it and download it again"
+        ) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest / FOLDER
@@ -122,8 +127,10 @@ def read_index(folder: Path) -> CubIndex:
     ids = list(tables[0])
     for name, rows in zip(_INDEX_FILES[1:], tables[1:], strict=True):
         if set(rows) != set(ids):
-            raise ValueError(f"{folder / name}: expected the {len(ids)} ids of images.txt, got {len(rows)} "
-                             f"(differing: {sorted(set(rows) ^ set(ids))[:5]})")
+            raise ValueError(
+                f"{folder / name}: expected the {len(ids)} ids of images.txt, got {len(rows)} "
+                f"(differing: {sorted(set(rows) ^ set(ids))[:5]})"
+            )
     try:
         labels = torch.tensor([int(tables[1][i]) for i in ids]) - 1  # 1-based in the file
         train = [int(tables[2][i]) for i in ids]
@@ -131,8 +138,10 @@ def read_index(folder: Path) -> CubIndex:
     except (ValueError, RuntimeError) as err:
         raise ValueError(f"data_dir: a malformed index file in {str(folder)!r}: {err}") from None
     if len(ids) and (int(labels.min()) < 0 or int(labels.max()) >= NUM_CLASSES):
-        raise ValueError(f"image_class_labels.txt: expected classes 1..{NUM_CLASSES}, got "
-                         f"{int(labels.min()) + 1}..{int(labels.max()) + 1}")
+        raise ValueError(
+            f"image_class_labels.txt: expected classes 1..{NUM_CLASSES}, got "
+            f"{int(labels.min()) + 1}..{int(labels.max()) + 1}"
+        )
     if set(train) - {0, 1}:
         raise ValueError(f"train_test_split.txt: expected 1 (train) or 0 (test), got {sorted(set(train) - {0, 1})}")
     boxes = torch.cat([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], dim=1)  # (N, 4) x, y, w, h -> corners
@@ -154,8 +163,15 @@ class CubImages(torch.utils.data.Dataset):
         FileNotFoundError: an image listed in ``images.txt`` is missing (named).
     """
 
-    def __init__(self, folder: str | os.PathLike, split: str = "train", size: int = 224, resize: int | None = None,
-                 seed: int = 0, limit: int | None = None) -> None:
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        split: str = "train",
+        size: int = 224,
+        resize: int | None = None,
+        seed: int = 0,
+        limit: int | None = None,
+    ) -> None:
         self.folder = Path(folder)
         self.split = check_choice("split", split, ("train", "test"))
         self.size = check_positive_int("size", size)
@@ -167,8 +183,10 @@ class CubImages(torch.utils.data.Dataset):
         self.labels, self.boxes = index.labels[keep], index.boxes[keep]  # (n,), (n, 4) in the original images
         missing = [p for p in self.paths if not (self.folder / "images" / p).is_file()]
         if missing:
-            raise FileNotFoundError(f"data_dir: {len(missing)} image(s) listed in images.txt are missing from "
-                                    f"{str(self.folder / 'images')!r}, e.g. {missing[0]!r}; re-extract the archive")
+            raise FileNotFoundError(
+                f"data_dir: {len(missing)} image(s) listed in images.txt are missing from "
+                f"{str(self.folder / 'images')!r}, e.g. {missing[0]!r}; re-extract the archive"
+            )
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -180,8 +198,9 @@ class CubImages(torch.utils.data.Dataset):
             img = img.convert("RGB")
             w, h = img.size
             scale = self.resize / min(w, h)
-            img = img.resize((max(self.size, round(w * scale)), max(self.size, round(h * scale))),
-                             Image.Resampling.BILINEAR)
+            img = img.resize(
+                (max(self.size, round(w * scale)), max(self.size, round(h * scale))), Image.Resampling.BILINEAR
+            )
         width, height = img.size
         if self.split == "train":
             g = torch.Generator().manual_seed(derive_seed("cub", self.seed, self.epoch, i))
@@ -213,18 +232,23 @@ class CubData:
     def __len__(self) -> int:
         return len(self.images)
 
-    def batches(self, epoch: int, batch_size: int, rank: int = 0,
-                world_size: int = 1) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+    def batches(
+        self, epoch: int, batch_size: int, rank: int = 0, world_size: int = 1
+    ) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
         check_positive_int("batch_size", batch_size)
         n = len(self.images)
         if self.images.split == "train":
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed("cub-order", self.images.seed,
-                                                                                           epoch)))
+            order = torch.randperm(
+                n, generator=torch.Generator().manual_seed(derive_seed("cub-order", self.images.seed, epoch))
+            )
         else:
             order = torch.arange(n)
-        plan = [order[torch.tensor_split(torch.arange(s, min(s + batch_size, n)), world_size)[rank]].tolist()
-                for s in range(0, n, batch_size)]
+        plan = [
+            order[torch.tensor_split(torch.arange(s, min(s + batch_size, n)), world_size)[rank]].tolist()
+            for s in range(0, n, batch_size)
+        ]
         self.images.epoch = epoch  # the workers get a copy of the data set with this epoch
-        loader = torch.utils.data.DataLoader(self.images, batch_sampler=[b for b in plan if b],
-                                             num_workers=self.workers)
+        loader = torch.utils.data.DataLoader(
+            self.images, batch_sampler=[b for b in plan if b], num_workers=self.workers
+        )
         yield from loader

@@ -60,14 +60,26 @@ class DistortedDigits:
         [(4, 1, 42, 42), (4, 1, 42, 42), (2, 1, 42, 42)]
     """
 
-    def __init__(self, distortion: str | Distortion, split: str = "train", name: str = "mnist",
-                 data_dir: str | os.PathLike | None = None, download: bool = False, seed: int = 0,
-                 limit: int | None = None, *, test_seed: int = TEST_SEED, digits: Digits | None = None) -> None:
+    def __init__(
+        self,
+        distortion: str | Distortion,
+        split: str = "train",
+        name: str = "mnist",
+        data_dir: str | os.PathLike | None = None,
+        download: bool = False,
+        seed: int = 0,
+        limit: int | None = None,
+        *,
+        test_seed: int = TEST_SEED,
+        digits: Digits | None = None,
+    ) -> None:
         if isinstance(distortion, str):
             distortion = get_distortion(distortion)
         elif not isinstance(distortion, Distortion):
-            raise TypeError(f"distortion: expected a name ({', '.join(list_datasets())}) or a Distortion, "
-                            f"got {type(distortion).__name__}")
+            raise TypeError(
+                f"distortion: expected a name ({', '.join(list_datasets())}) or a Distortion, "
+                f"got {type(distortion).__name__}"
+            )
         check_choice("split", split, SPLITS)
         self.seed = _check_int("seed", seed)
         self.test_seed = _check_int("test_seed", test_seed)
@@ -103,8 +115,9 @@ class DistortedDigits:
         return len(self.digits)
 
     def __repr__(self) -> str:
-        return (f"DistortedDigits({self.distortion.name!r}, {self.split!r}, n={len(self)}, "
-                f"source={self.digits.source!r})")
+        return (
+            f"DistortedDigits({self.distortion.name!r}, {self.split!r}, n={len(self)}, source={self.digits.source!r})"
+        )
 
     def num_batches(self, batch_size: int, drop_last: bool = False) -> int:
         """How many batches :meth:`batches` yields per epoch."""
@@ -133,16 +146,19 @@ class DistortedDigits:
         if self._test is None:
             generator = torch.Generator().manual_seed(derive_seed("test", self.distortion.name, self.test_seed))
             plan = self._plan(generator, shuffle=False)
-            parts = [self._make(*plan, torch.arange(s, min(s + _TEST_CHUNK, len(self))))
-                     for s in range(0, len(self), _TEST_CHUNK)]
+            parts = [
+                self._make(*plan, torch.arange(s, min(s + _TEST_CHUNK, len(self))))
+                for s in range(0, len(self), _TEST_CHUNK)
+            ]
             if parts:
                 self._test = (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
             else:
                 self._test = (torch.zeros(0, self.channels, *self.size), torch.zeros(0, dtype=torch.long))
         return self._test
 
-    def batches(self, epoch: int, batch_size: int, rank: int = 0, world_size: int = 1,
-                drop_last: bool = False) -> Iterator[tuple[Tensor, Tensor]]:
+    def batches(
+        self, epoch: int, batch_size: int, rank: int = 0, world_size: int = 1, drop_last: bool = False
+    ) -> Iterator[tuple[Tensor, Tensor]]:
         """Yields this rank's part of each global batch of an epoch.
 
         The samples of the epoch are cut into global batches of ``batch_size``; each global batch
@@ -191,8 +207,10 @@ def check_rank_split(batch_size: int, rank: int, world_size: int) -> None:
     if not isinstance(rank, int) or isinstance(rank, bool) or not 0 <= rank < world_size:
         raise ValueError(f"rank: expected an int in [0, {world_size - 1}] (world_size={world_size}), got {rank!r}")
     if batch_size % world_size:
-        raise ValueError(f"batch_size: expected a multiple of world_size={world_size} so every rank gets an "
-                         f"equal share of each global batch, got {batch_size}")
+        raise ValueError(
+            f"batch_size: expected a multiple of world_size={world_size} so every rank gets an "
+            f"equal share of each global batch, got {batch_size}"
+        )
 
 
 def _check_int(name: str, value: object) -> int:

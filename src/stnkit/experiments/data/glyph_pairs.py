@@ -45,9 +45,20 @@ class GlyphPairs:
     num_classes = 20
     channels = 1
 
-    def __init__(self, split: str = "train", name: str = "mnist", data_dir: str | None = None,
-                 download: bool = False, seed: int = 0, limit: int | None = None, canvas: int = 96,
-                 patches: int = 16, patch_size: int = 6, test_seed: int = 1234, digits: Digits | None = None) -> None:
+    def __init__(
+        self,
+        split: str = "train",
+        name: str = "mnist",
+        data_dir: str | None = None,
+        download: bool = False,
+        seed: int = 0,
+        limit: int | None = None,
+        canvas: int = 96,
+        patches: int = 16,
+        patch_size: int = 6,
+        test_seed: int = 1234,
+        digits: Digits | None = None,
+    ) -> None:
         if split not in ("train", "test"):
             raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
         self.split, self.seed, self.test_seed = split, seed, test_seed
@@ -74,8 +85,13 @@ class GlyphPairs:
         return {
             "glyphs": torch.randint(m, (n, 2), generator=generator),  # (n, 2): left, right digit
             "y": torch.randint(c - GLYPH + 1, (n, 2), generator=generator),  # (n, 2): top rows
-            "x": torch.stack([torch.randint(half - GLYPH + 1, (n,), generator=generator),
-                              half + torch.randint(c - half - GLYPH + 1, (n,), generator=generator)], 1),
+            "x": torch.stack(
+                [
+                    torch.randint(half - GLYPH + 1, (n,), generator=generator),
+                    half + torch.randint(c - half - GLYPH + 1, (n,), generator=generator),
+                ],
+                1,
+            ),
             "sources": torch.randint(m, (n, p), generator=generator),  # (n, P): clutter digits
             "cut": torch.randint(4, GLYPH - 4 - self.patch_size + 1, (n, p, 2), generator=generator),  # inked centre
             "at": torch.randint(c - self.patch_size + 1, (n, p, 2), generator=generator),  # (n, P, (y, x))
@@ -100,8 +116,9 @@ class GlyphPairs:
     def _paste(self, canvas: Tensor, pieces: Tensor, top: Tensor, left: Tensor) -> None:
         """Max-pastes ``pieces (n, P, h, w)`` with top-left corners ``(top, left) (n, P)`` into ``canvas (n, H*W)``."""
         n, p, h, w = pieces.shape
-        index = ((top[..., None, None] + torch.arange(h).view(h, 1)) * self.canvas
-                 + left[..., None, None] + torch.arange(w))  # (n, P, h, w)
+        index = (
+            (top[..., None, None] + torch.arange(h).view(h, 1)) * self.canvas + left[..., None, None] + torch.arange(w)
+        )  # (n, P, h, w)
         canvas.scatter_reduce_(1, index.reshape(n, -1), pieces.reshape(n, -1), "amax")
 
     def _test_tensors(self) -> tuple[Tensor, Tensor]:
@@ -110,8 +127,9 @@ class GlyphPairs:
             self._test = self.render(self.draw(self.length, generator))
         return self._test
 
-    def batches(self, epoch: int, batch_size: int, rank: int = 0,
-                world_size: int = 1) -> Iterator[tuple[Tensor, Tensor]]:
+    def batches(
+        self, epoch: int, batch_size: int, rank: int = 0, world_size: int = 1
+    ) -> Iterator[tuple[Tensor, Tensor]]:
         """Yields this rank's contiguous chunk of each global batch of ``batch_size`` (as
         :meth:`stnkit.experiments.data.DistortedDigits.batches`)."""
         check_positive_int("batch_size", batch_size)

@@ -43,8 +43,10 @@ def _read_bytes(path: Path) -> bytes:
     try:
         return gzip.decompress(raw)
     except EOFError:
-        raise ValueError(f"{path}: truncated gzip file ({len(raw)} bytes): the compressed stream ends "
-                         f"early; the file is incomplete (an interrupted download?)") from None
+        raise ValueError(
+            f"{path}: truncated gzip file ({len(raw)} bytes): the compressed stream ends "
+            f"early; the file is incomplete (an interrupted download?)"
+        ) from None
     except (OSError, zlib.error) as err:
         raise ValueError(f"{path}: corrupt gzip file ({err})") from None
 
@@ -68,8 +70,10 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> Tensor:
     zero, code, ndim = struct.unpack(">HBB", data[:4])
     magic = struct.unpack(">I", data[:4])[0]
     if zero != 0 or code not in _TYPES or ndim == 0:
-        raise ValueError(f"{name}: not an IDX file: wrong magic number 0x{magic:08x} ({magic}); expected "
-                         f"0x00000803 (2051) for images or 0x00000801 (2049) for labels")
+        raise ValueError(
+            f"{name}: not an IDX file: wrong magic number 0x{magic:08x} ({magic}); expected "
+            f"0x00000803 (2051) for images or 0x00000801 (2049) for labels"
+        )
     header = 4 + 4 * ndim
     if len(data) < header:
         raise ValueError(f"{name}: truncated IDX header: {ndim} dimensions need {header} bytes, file has {len(data)}")
@@ -77,8 +81,10 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> Tensor:
     dtype, torch_dtype = _TYPES[code]
     expected = header + math.prod(shape) * np.dtype(dtype).itemsize
     if len(data) < expected:
-        raise ValueError(f"{name}: truncated IDX file: header says shape {shape} ({expected} bytes with the "
-                         f"header), file has {len(data)} bytes")
+        raise ValueError(
+            f"{name}: truncated IDX file: header says shape {shape} ({expected} bytes with the "
+            f"header), file has {len(data)} bytes"
+        )
     if len(data) > expected:
         raise ValueError(f"{name}: {len(data) - expected} unexpected bytes after the data of shape {shape}")
     array = np.frombuffer(data, dtype=dtype, count=math.prod(shape), offset=header).reshape(shape)

@@ -51,8 +51,18 @@ Sample = tuple[Any, ...]
 #: ``augment(sample, generator) -> sample``: every random draw from ``generator``.
 Augment = Callable[[Sample, torch.Generator], Sample]
 
-__all__ = ["Augment", "CenterCrop", "ImageFiles", "LoadedData", "RandomCrop", "batches_from", "configure_loading",
-           "epoch_order", "rank_batches", "sample_generator"]
+__all__ = [
+    "Augment",
+    "CenterCrop",
+    "ImageFiles",
+    "LoadedData",
+    "RandomCrop",
+    "batches_from",
+    "configure_loading",
+    "epoch_order",
+    "rank_batches",
+    "sample_generator",
+]
 
 
 def sample_generator(seed: int, epoch: int, index: int) -> torch.Generator:
@@ -68,8 +78,9 @@ def epoch_order(n: int, seed: int, epoch: int, shuffle: bool = True) -> Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed("order", seed, epoch)))
 
 
-def rank_batches(order: Tensor, batch_size: int, rank: int = 0, world_size: int = 1,
-                 drop_last: bool = False) -> list[list[int]]:
+def rank_batches(
+    order: Tensor, batch_size: int, rank: int = 0, world_size: int = 1, drop_last: bool = False
+) -> list[list[int]]:
     """This rank's sample indices of each global batch of ``order``.
 
     ``order`` is cut into global batches of ``batch_size``; each is cut into ``world_size``
@@ -83,7 +94,7 @@ def rank_batches(order: Tensor, batch_size: int, rank: int = 0, world_size: int 
     check_rank_split(batch_size, rank, world_size)
     batches = []
     for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]  # (<= batch_size,)
+        chunk = order[start : start + batch_size]  # (<= batch_size,)
         if drop_last and len(chunk) < batch_size:
             break
         batches.append(torch.tensor_split(chunk, world_size)[rank].tolist())
@@ -139,15 +150,25 @@ class LoadedData:
     #: ``batches`` takes ``start`` (the trainer skips resumed batches without loading them).
     supports_start = True
 
-    def __init__(self, dataset: Dataset, *, augment: Augment | None = None, seed: int = 0, shuffle: bool = True,
-                 num_workers: int = 0, pin_memory: bool = False,
-                 collate: Callable[[list[Sample]], Any] = default_collate) -> None:
+    def __init__(
+        self,
+        dataset: Dataset,
+        *,
+        augment: Augment | None = None,
+        seed: int = 0,
+        shuffle: bool = True,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        collate: Callable[[list[Sample]], Any] = default_collate,
+    ) -> None:
         if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
-            raise TypeError(f"dataset: expected a map-style Dataset (with __getitem__ and __len__), "
-                            f"got {type(dataset).__name__}")
+            raise TypeError(
+                f"dataset: expected a map-style Dataset (with __getitem__ and __len__), got {type(dataset).__name__}"
+            )
         if augment is not None and not callable(augment):
-            raise TypeError(f"augment: expected a callable (sample, generator) -> sample or None, "
-                            f"got {type(augment).__name__}")
+            raise TypeError(
+                f"augment: expected a callable (sample, generator) -> sample or None, got {type(augment).__name__}"
+            )
         self.dataset, self.augment, self.collate = dataset, augment, collate
         self.seed = check_positive_int("seed", seed, 0)
         self.shuffle = bool(shuffle)
@@ -163,15 +184,18 @@ class LoadedData:
         return len(self.dataset)
 
     def __repr__(self) -> str:
-        return (f"LoadedData({type(self.dataset).__name__}, n={len(self)}, shuffle={self.shuffle}, "
-                f"num_workers={self.num_workers})")
+        return (
+            f"LoadedData({type(self.dataset).__name__}, n={len(self)}, shuffle={self.shuffle}, "
+            f"num_workers={self.num_workers})"
+        )
 
     def epoch(self, epoch: int) -> Dataset:
         """The data set as epoch ``epoch`` sees it (sample ``i`` augmented as in that epoch)."""
         return _EpochView(self.dataset, self.augment, self.seed, check_positive_int("epoch", epoch, 0))
 
-    def batches(self, epoch: int, batch_size: int, rank: int = 0, world_size: int = 1, drop_last: bool = False,
-                start: int = 0) -> Iterator[tuple[Any, ...]]:
+    def batches(
+        self, epoch: int, batch_size: int, rank: int = 0, world_size: int = 1, drop_last: bool = False, start: int = 0
+    ) -> Iterator[tuple[Any, ...]]:
         """Yields this rank's part of each global batch of an epoch, from batch ``start`` on.
 
         Args:
@@ -186,13 +210,18 @@ class LoadedData:
         """
         view = self.epoch(epoch)
         order = epoch_order(len(self), self.seed, epoch, self.shuffle)
-        plan = rank_batches(order, batch_size, rank, world_size, drop_last)[check_positive_int("start", start, 0):]
+        plan = rank_batches(order, batch_size, rank, world_size, drop_last)[check_positive_int("start", start, 0) :]
         if not plan:
             return
-        loader = DataLoader(view, batch_sampler=plan, num_workers=self.num_workers, pin_memory=self.pin_memory,
-                            collate_fn=_Collate(view, self.collate),
-                            # the loader's own draws (worker seeds) never touch the global RNG
-                            generator=torch.Generator().manual_seed(derive_seed("loader", self.seed, epoch)))
+        loader = DataLoader(
+            view,
+            batch_sampler=plan,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            collate_fn=_Collate(view, self.collate),
+            # the loader's own draws (worker seeds) never touch the global RNG
+            generator=torch.Generator().manual_seed(derive_seed("loader", self.seed, epoch)),
+        )
         yield from loader
 
 
@@ -205,8 +234,9 @@ def configure_loading(data: Any, *, num_workers: int, pin_memory: bool) -> None:
         set_loading(num_workers=num_workers, pin_memory=pin_memory)
 
 
-def batches_from(data: Any, epoch: int, batch_size: int, rank: int = 0, world_size: int = 1,
-                 start: int = 0) -> Iterator[tuple[Any, ...]]:
+def batches_from(
+    data: Any, epoch: int, batch_size: int, rank: int = 0, world_size: int = 1, start: int = 0
+) -> Iterator[tuple[Any, ...]]:
     """``data.batches(...)`` from batch ``start`` on: skipped without loading them where ``data``
     supports it (:attr:`LoadedData.supports_start`), else drawn and dropped (the same batches)."""
     if getattr(data, "supports_start", False):
@@ -231,8 +261,14 @@ class ImageFiles(Dataset):
         OSError: (when read) a missing or unreadable file, naming it.
     """
 
-    def __init__(self, paths: Sequence[str | os.PathLike], targets: Tensor | Sequence[Any], *, mode: str = "RGB",
-                 size: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self,
+        paths: Sequence[str | os.PathLike],
+        targets: Tensor | Sequence[Any],
+        *,
+        mode: str = "RGB",
+        size: tuple[int, int] | None = None,
+    ) -> None:
         if len(paths) != len(targets):
             raise ValueError(f"targets: expected one per path ({len(paths)}), got {len(targets)}")
         self.paths, self.targets, self.mode = [os.fspath(p) for p in paths], targets, mode
@@ -286,7 +322,7 @@ class RandomCrop:
         height, width = _fit(image, self.size)
         top = int(torch.randint(height - self.size[0] + 1, (), generator=generator))
         left = int(torch.randint(width - self.size[1] + 1, (), generator=generator))
-        crop = image[..., top:top + self.size[0], left:left + self.size[1]]  # (C, h, w)
+        crop = image[..., top : top + self.size[0], left : left + self.size[1]]  # (C, h, w)
         if self.flip and float(torch.rand((), generator=generator)) < self.flip:
             crop = crop.flip(-1)
         return (crop.contiguous(), *sample[1:])
@@ -302,4 +338,4 @@ class CenterCrop:
         image = sample[0]
         height, width = _fit(image, self.size)
         top, left = (height - self.size[0]) // 2, (width - self.size[1]) // 2
-        return (image[..., top:top + self.size[0], left:left + self.size[1]].contiguous(), *sample[1:])
+        return (image[..., top : top + self.size[0], left : left + self.size[1]].contiguous(), *sample[1:])

@@ -49,14 +49,18 @@ def load_npz(path: str | os.PathLike, num_classes: int | None = None) -> tuple[T
     try:
         archive = np.load(path, allow_pickle=False)
         if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise ValueError(f"{path}: expected an .npz archive (numpy.savez) with arrays 'images' and "
-                             f"'labels', got a single .npy array")
+            raise ValueError(
+                f"{path}: expected an .npz archive (numpy.savez) with arrays 'images' and "
+                f"'labels', got a single .npy array"
+            )
         with archive:
             missing = [k for k in ("images", "labels") if k not in archive.files]
             if missing:
-                raise ValueError(f"{path}: missing array(s) {', '.join(map(repr, missing))}; expected 'images' "
-                                 f"(N, H, W) or (N, C, H, W) uint8 and 'labels' (N,) int, found "
-                                 f"{', '.join(map(repr, archive.files)) or 'no arrays'}")
+                raise ValueError(
+                    f"{path}: missing array(s) {', '.join(map(repr, missing))}; expected 'images' "
+                    f"(N, H, W) or (N, C, H, W) uint8 and 'labels' (N,) int, found "
+                    f"{', '.join(map(repr, archive.files)) or 'no arrays'}"
+                )
             images, labels = archive["images"], archive["labels"]
     except (zipfile.BadZipFile, OSError, EOFError) as err:
         raise ValueError(f"{path}: not a readable .npz file ({err})") from None
@@ -75,8 +79,10 @@ def load_npz(path: str | os.PathLike, num_classes: int | None = None) -> tuple[T
     if labels.size and labels.min() < 0:
         raise ValueError(f"{path}: labels must be >= 0, found {labels.min()}")
     if num_classes is not None and labels.size and labels.max() >= num_classes:
-        raise ValueError(f"{path}: labels must be in [0, {num_classes - 1}] for this model ({num_classes} classes), "
-                         f"found {labels.max()}")
+        raise ValueError(
+            f"{path}: labels must be in [0, {num_classes - 1}] for this model ({num_classes} classes), "
+            f"found {labels.max()}"
+        )
     x = torch.from_numpy(np.ascontiguousarray(images)).float() / 255.0
     if x.dim() == 3:
         x = x.unsqueeze(1)  # (N, 1, H, W)
@@ -103,10 +109,14 @@ def fit_to_size(images: Tensor, size: Sequence[int], channels: int) -> Tensor:
     check_positive_int("channels", channels)
     n, c, h, w = images.shape
     if c != channels:
-        raise ValueError(f"images: the model expects {channels} channel(s) of at most {size[0]}x{size[1]} pixels, "
-                         f"got {c} channel(s) (shape {tuple(images.shape)})")
+        raise ValueError(
+            f"images: the model expects {channels} channel(s) of at most {size[0]}x{size[1]} pixels, "
+            f"got {c} channel(s) (shape {tuple(images.shape)})"
+        )
     if h > size[0] or w > size[1]:
-        raise ValueError(f"images: the model expects images of at most {size[0]}x{size[1]} pixels (smaller ones are "
-                         f"centred on its canvas), got {h}x{w}; resize or crop them to {size[0]}x{size[1]}")
+        raise ValueError(
+            f"images: the model expects images of at most {size[0]}x{size[1]} pixels (smaller ones are "
+            f"centred on its canvas), got {h}x{w}; resize or crop them to {size[0]}x{size[1]}"
+        )
     top, left = (size[0] - h) // 2, (size[1] - w) // 2
     return F.pad(images, (left, size[1] - w - left, top, size[0] - h - top))  # (N, C, H', W')

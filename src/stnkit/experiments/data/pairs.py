@@ -74,8 +74,13 @@ class DigitPairs:
         self.labels = digits.labels[:limit]  # (n,)
         self.source, self.train = digits.source, bool(train)
         self.seed = check_positive_int("seed", seed, minimum=0)
-        self._fixed = None if self.train else same_class_partners(
-            self.labels, torch.Generator().manual_seed(derive_seed("registration-test", TEST_SEED)))
+        self._fixed = (
+            None
+            if self.train
+            else same_class_partners(
+                self.labels, torch.Generator().manual_seed(derive_seed("registration-test", TEST_SEED))
+            )
+        )
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -89,8 +94,9 @@ class DigitPairs:
         partners = same_class_partners(self.labels, generator)
         return torch.randperm(len(self), generator=generator), partners
 
-    def batches(self, epoch: int, batch_size: int, rank: int = 0,
-                world_size: int = 1) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+    def batches(
+        self, epoch: int, batch_size: int, rank: int = 0, world_size: int = 1
+    ) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
         """This rank's part of each global batch of ``epoch`` (split as ``DistortedDigits.batches``)."""
         check_rank_split(batch_size, rank, world_size)
         order, partners = self.plan(epoch)

@@ -59,11 +59,23 @@ class DigitSequences:
         digits: Already loaded :class:`Digits` to use instead of loading ``name``.
     """
 
-    def __init__(self, split: str = "train", name: str = "mnist", data_dir: str | None = None,
-                 download: bool = False, seed: int = 0, limit: int | None = None, canvas: int = 64,
-                 positions: int = 5, scale: tuple[float, float] = (0.45, 0.6),
-                 angle: tuple[float, float] = (-15.0, 15.0), jitter: tuple[float, float] = (2.0, 3.0),
-                 jitter_scale: float = 0.1, test_seed: int = TEST_SEED, digits: Digits | None = None) -> None:
+    def __init__(
+        self,
+        split: str = "train",
+        name: str = "mnist",
+        data_dir: str | None = None,
+        download: bool = False,
+        seed: int = 0,
+        limit: int | None = None,
+        canvas: int = 64,
+        positions: int = 5,
+        scale: tuple[float, float] = (0.45, 0.6),
+        angle: tuple[float, float] = (-15.0, 15.0),
+        jitter: tuple[float, float] = (2.0, 3.0),
+        jitter_scale: float = 0.1,
+        test_seed: int = TEST_SEED,
+        digits: Digits | None = None,
+    ) -> None:
         self.split = check_choice("split", split, SPLITS)
         self.digits = digits if digits is not None else load_digits(name, split, data_dir=data_dir, download=download)
         self.seed, self.test_seed = _check_int("seed", seed), _check_int("test_seed", test_seed)
@@ -102,8 +114,17 @@ class DigitSequences:
         ext_y = half_w * a.sin().abs() + half_h * a.cos().abs()
         room_x, room_y = (self.canvas / 2 - ext_x).clamp(min=0), (self.canvas / 2 - ext_y).clamp(min=0)
         ox, oy = uniform((n,), -1, 1) * room_x, uniform((n,), -1, 1) * room_y
-        return {"length": length, "index": index, "jx": jx, "jy": jy, "js": js, "angle": angle,
-                "scale": scale, "ox": ox, "oy": oy}
+        return {
+            "length": length,
+            "index": index,
+            "jx": jx,
+            "jy": jy,
+            "js": js,
+            "angle": angle,
+            "scale": scale,
+            "ox": ox,
+            "oy": oy,
+        }
 
     def render(self, params: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """Images ``(n, 1, canvas, canvas)`` in [0, 1] and labels ``(n, positions)`` of ``params``."""
@@ -118,9 +139,13 @@ class DigitSequences:
         uy = params["jy"]
         cx = s[:, None] * (cos[:, None] * ux + sin[:, None] * uy) + params["ox"][:, None]
         cy = s[:, None] * (-sin[:, None] * ux + cos[:, None] * uy) + params["oy"][:, None]
-        theta = similarity_theta(params["angle"][:, None].expand(n, p).reshape(-1),
-                                 (s[:, None] * params["js"]).reshape(-1), cx.reshape(-1), cy.reshape(-1),
-                                 self.size)  # (n*p, 6)
+        theta = similarity_theta(
+            params["angle"][:, None].expand(n, p).reshape(-1),
+            (s[:, None] * params["js"]).reshape(-1),
+            cx.reshape(-1),
+            cy.reshape(-1),
+            self.size,
+        )  # (n*p, 6)
         placed = warp(images, theta, "affine", size=self.size).reshape(n, p, *self.size)  # (n, p, S, S)
         present = k[None, :] < length[:, None]  # (n, p)
         x = (placed * present[:, :, None, None]).amax(dim=1, keepdim=True).clamp(0, 1)  # (n, 1, S, S)
@@ -133,8 +158,9 @@ class DigitSequences:
             self._test = self.render(self.make_params(self.n, generator))
         return self._test
 
-    def batches(self, epoch: int, batch_size: int, rank: int = 0,
-                world_size: int = 1) -> Iterator[tuple[Tensor, Tensor]]:
+    def batches(
+        self, epoch: int, batch_size: int, rank: int = 0, world_size: int = 1
+    ) -> Iterator[tuple[Tensor, Tensor]]:
         """This rank's chunk of each global batch of an epoch (see ``DistortedDigits.batches``).
 
         Yields:

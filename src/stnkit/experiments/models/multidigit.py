@@ -70,9 +70,17 @@ class MultiDigitNet(nn.Module):
     #: The transformers sit one after another (``stnkit show`` maps their regions back, viz/series.py).
     transformers_in_series = True
 
-    def __init__(self, in_shape: Sequence[int], positions: int = 5, width: float = 1.0, fc_layers: int = 3,
-                 dropout: float = 0.5, length_head: bool = False, batch_norm: bool = False,
-                 transformers: dict[int, SpatialTransformer] | None = None) -> None:
+    def __init__(
+        self,
+        in_shape: Sequence[int],
+        positions: int = 5,
+        width: float = 1.0,
+        fc_layers: int = 3,
+        dropout: float = 0.5,
+        length_head: bool = False,
+        batch_norm: bool = False,
+        transformers: dict[int, SpatialTransformer] | None = None,
+    ) -> None:
         super().__init__()
         c, h, w = (check_positive_int("in_shape", s) for s in in_shape)
         if h < 16 or w < 16:
@@ -129,38 +137,79 @@ class MultiDigitNet(nn.Module):
 
 def _options(in_shape, num_classes, positions, width, fc_layers, dropout, length_head, batch_norm) -> dict:
     if num_classes != CLASSES:
-        raise ValueError(f"num_classes: multi-digit models have {CLASSES} classes per position (0-9, none), "
-                         f"got {num_classes}")
-    return dict(positions=positions, width=width, fc_layers=fc_layers, dropout=dropout, length_head=length_head,
-                batch_norm=batch_norm)
+        raise ValueError(
+            f"num_classes: multi-digit models have {CLASSES} classes per position (0-9, none), got {num_classes}"
+        )
+    return dict(
+        positions=positions,
+        width=width,
+        fc_layers=fc_layers,
+        dropout=dropout,
+        length_head=length_head,
+        batch_norm=batch_norm,
+    )
 
 
 @MODELS.register(name="multidigit-cnn")
-def multidigit_cnn(in_shape, num_classes=CLASSES, transform=None, downsample=False, transform_options=None,
-                   positions: int = 5, width: float = 1.0, fc_layers: int = 3, dropout: float = 0.5,
-                   length_head: bool = False, batch_norm: bool = False) -> MultiDigitNet:
+def multidigit_cnn(
+    in_shape,
+    num_classes=CLASSES,
+    transform=None,
+    downsample=False,
+    transform_options=None,
+    positions: int = 5,
+    width: float = 1.0,
+    fc_layers: int = 3,
+    dropout: float = 0.5,
+    length_head: bool = False,
+    batch_norm: bool = False,
+) -> MultiDigitNet:
     """Goodfellow et al.'s multi-digit CNN (8 conv + 3 FC, five 11-way heads). Options: ``width``,
     ``positions``, ``fc_layers``, ``dropout``, ``length_head``, ``batch_norm``."""
-    return MultiDigitNet(in_shape, **_options(in_shape, num_classes, positions, width, fc_layers, dropout,
-                                              length_head, batch_norm))
+    return MultiDigitNet(
+        in_shape, **_options(in_shape, num_classes, positions, width, fc_layers, dropout, length_head, batch_norm)
+    )
 
 
 @MODELS.register(name="st-cnn-single")
-def st_cnn_single(in_shape, num_classes=CLASSES, transform="affine", downsample=False, transform_options=None,
-                  positions: int = 5, width: float = 1.0, fc_layers: int = 3, dropout: float = 0.5,
-                  length_head: bool = False, batch_norm: bool = False) -> MultiDigitNet:
+def st_cnn_single(
+    in_shape,
+    num_classes=CLASSES,
+    transform="affine",
+    downsample=False,
+    transform_options=None,
+    positions: int = 5,
+    width: float = 1.0,
+    fc_layers: int = 3,
+    dropout: float = 0.5,
+    length_head: bool = False,
+    batch_norm: bool = False,
+) -> MultiDigitNet:
     """An ST at the input (conv localisation) -> the multi-digit CNN. Options as ``multidigit-cnn``."""
     body = conv_localisation(in_shape, channels=(32, 32), kernel_size=5, hidden=32, downsample=1)
     loc = LocalisationNet(*body, nn.Linear(32, 32), nn.ReLU(inplace=True), out_features=32)
     st = SpatialTransformer(loc, transform, transform_options=transform_options)
-    return MultiDigitNet(in_shape, transformers={0: st}, **_options(in_shape, num_classes, positions, width,
-                                                                    fc_layers, dropout, length_head, batch_norm))
+    return MultiDigitNet(
+        in_shape,
+        transformers={0: st},
+        **_options(in_shape, num_classes, positions, width, fc_layers, dropout, length_head, batch_norm),
+    )
 
 
 @MODELS.register(name="st-cnn-multi")
-def st_cnn_multi(in_shape, num_classes=CLASSES, transform="affine", downsample=False, transform_options=None,
-                 positions: int = 5, width: float = 1.0, fc_layers: int = 3, dropout: float = 0.5,
-                 length_head: bool = False, batch_norm: bool = False) -> MultiDigitNet:
+def st_cnn_multi(
+    in_shape,
+    num_classes=CLASSES,
+    transform="affine",
+    downsample=False,
+    transform_options=None,
+    positions: int = 5,
+    width: float = 1.0,
+    fc_layers: int = 3,
+    dropout: float = 0.5,
+    length_head: bool = False,
+    batch_norm: bool = False,
+) -> MultiDigitNet:
     """An ST (FC 32-32 localisation) before each of conv 1-4 -> the multi-digit CNN (STs in series).
 
     Each ST warps the map it sits on (the image, then feature maps). Options as ``multidigit-cnn``."""
@@ -169,7 +218,12 @@ def st_cnn_multi(in_shape, num_classes=CLASSES, transform="affine", downsample=F
     for i in range(3):
         h, w = (h // 2, w // 2) if i in POOLED else (h, w)
         shapes.append((_scaled(CONV_CHANNELS[i], width), h, w))
-    sts = {i: SpatialTransformer(fc_localisation(shape, hidden=(32, 32)), transform,
-                                 transform_options=transform_options) for i, shape in enumerate(shapes)}
-    return MultiDigitNet(in_shape, transformers=sts, **_options(in_shape, num_classes, positions, width,
-                                                                fc_layers, dropout, length_head, batch_norm))
+    sts = {
+        i: SpatialTransformer(fc_localisation(shape, hidden=(32, 32)), transform, transform_options=transform_options)
+        for i, shape in enumerate(shapes)
+    }
+    return MultiDigitNet(
+        in_shape,
+        transformers=sts,
+        **_options(in_shape, num_classes, positions, width, fc_layers, dropout, length_head, batch_norm),
+    )

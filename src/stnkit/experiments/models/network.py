@@ -49,8 +49,13 @@ def fc_classifier(in_shape: Sequence[int], num_classes: int, hidden: Sequence[in
 
 
 @BACKBONES.register(name="cnn")
-def conv_classifier(in_shape: Sequence[int], num_classes: int, channels: Sequence[int] = (32, 64),
-                    kernel_sizes: Sequence[int] = (9, 7), padding: Sequence[int] = (4, 0)) -> nn.Sequential:
+def conv_classifier(
+    in_shape: Sequence[int],
+    num_classes: int,
+    channels: Sequence[int] = (32, 64),
+    kernel_sizes: Sequence[int] = (9, 7),
+    padding: Sequence[int] = (4, 0),
+) -> nn.Sequential:
     """The paper's CNN classifier: conv 9x9 -> max-pool 2 -> conv 7x7 -> max-pool 2 -> classifier.
 
     The 9x9 convolution is zero-padded by 4 (it keeps the size) and the 7x7 one is not, so the
@@ -74,8 +79,10 @@ def conv_classifier(in_shape: Sequence[int], num_classes: int, channels: Sequenc
     if len(in_shape) != 3:
         raise ValueError(f"in_shape: expected (C, H, W), got {tuple(in_shape)}")
     if not len(channels) == len(kernel_sizes) == len(padding):
-        raise ValueError(f"channels: expected one entry per conv layer like kernel_sizes {tuple(kernel_sizes)} and "
-                         f"padding {tuple(padding)}, got {tuple(channels)}")
+        raise ValueError(
+            f"channels: expected one entry per conv layer like kernel_sizes {tuple(kernel_sizes)} and "
+            f"padding {tuple(padding)}, got {tuple(channels)}"
+        )
     c, h, w = (check_positive_int("in_shape", s) for s in in_shape)
     layers: list[nn.Module] = []
     for out_c, k, pad in zip(channels, kernel_sizes, padding, strict=True):
@@ -83,11 +90,16 @@ def conv_classifier(in_shape: Sequence[int], num_classes: int, channels: Sequenc
         check_positive_int("padding", pad, minimum=0)
         h, w = h + 2 * pad - k + 1, w + 2 * pad - k + 1  # after the conv
         if h < 2 or w < 2:
-            raise ValueError(f"in_shape: {tuple(in_shape)} is too small for conv {tuple(kernel_sizes)} + 2x pool "
-                             f"stages with padding {tuple(padding)}")
+            raise ValueError(
+                f"in_shape: {tuple(in_shape)} is too small for conv {tuple(kernel_sizes)} + 2x pool "
+                f"stages with padding {tuple(padding)}"
+            )
         conv = FirstConv2d if not layers else nn.Conv2d  # fast input gradient behind a transformer
-        layers += [conv(c, check_positive_int("channels", out_c), k, padding=pad),
-                   nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+        layers += [
+            conv(c, check_positive_int("channels", out_c), k, padding=pad),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+        ]
         c, h, w = out_c, h // 2, w // 2
     layers += [nn.Flatten(), nn.Linear(c * h * w, check_positive_int("num_classes", num_classes))]  # (N, c*h*w)
     return nn.Sequential(*layers)
@@ -108,8 +120,13 @@ class TransformerClassifier(nn.Module):
         - output: logits ``(N, num_classes)``.
     """
 
-    def __init__(self, classifier: nn.Module, in_shape: Sequence[int],
-                 spatial_transformers: Sequence[SpatialTransformer] = (), downsample: bool = False) -> None:
+    def __init__(
+        self,
+        classifier: nn.Module,
+        in_shape: Sequence[int],
+        spatial_transformers: Sequence[SpatialTransformer] = (),
+        downsample: bool = False,
+    ) -> None:
         super().__init__()
         self.in_shape = tuple(int(s) for s in in_shape)
         self.transformers = nn.ModuleList(spatial_transformers)
@@ -136,8 +153,7 @@ class TransformerClassifier(nn.Module):
         check_tensor("x", x, ndim=4, shape="(N, C, H, W)", floating=True)
         if tuple(x.shape[1:]) != self.in_shape:
             c, h, w = self.in_shape
-            raise ValueError(f"x: this model expects images of shape (N, {c}, {h}, {w}), "
-                             f"got shape {tuple(x.shape)}")
+            raise ValueError(f"x: this model expects images of shape (N, {c}, {h}, {w}), got shape {tuple(x.shape)}")
 
     def extra_repr(self) -> str:
         return f"in_shape={self.in_shape}, downsample={self.downsample}"

@@ -83,21 +83,28 @@ class Registration(nn.Module):
         - output: the warped moving image ``(N, 1, H, W)``.
     """
 
-    def __init__(self, in_shape: Sequence[int], transform: str = "velocity",
-                 transform_options: dict[str, Any] | None = None, channels: Sequence[int] = (16, 32)) -> None:
+    def __init__(
+        self,
+        in_shape: Sequence[int],
+        transform: str = "velocity",
+        transform_options: dict[str, Any] | None = None,
+        channels: Sequence[int] = (16, 32),
+    ) -> None:
         super().__init__()
         if tuple(in_shape)[0] != 2:
             raise ValueError(f"in_shape: expected (2, H, W) (moving and fixed stacked), got {tuple(in_shape)}")
         if transform not in FIELD_FAMILIES:
-            raise ValueError(f"transform: expected one of {', '.join(FIELD_FAMILIES)} for a registration "
-                             f"model, got {transform!r}")
+            raise ValueError(
+                f"transform: expected one of {', '.join(FIELD_FAMILIES)} for a registration model, got {transform!r}"
+            )
         self.in_shape = tuple(in_shape)
         half = tuple(-(-s // 2) for s in self.in_shape[1:])
         options = {"field_size": half, **(transform_options or {})}
         size = options["field_size"]
         if (tuple(size) if isinstance(size, (list, tuple)) else (size, size)) != half:
-            raise ValueError(f"transform_options: field_size must be the U-Net's output {half}, "
-                             f"got {options['field_size']!r}")
+            raise ValueError(
+                f"transform_options: field_size must be the U-Net's output {half}, got {options['field_size']!r}"
+            )
         self.st = SpatialTransformer(FieldUNet(2, channels), transform, regression=False, transform_options=options)
         self.spatial_transformers = nn.ModuleList([self.st])
 
@@ -122,9 +129,14 @@ class Registration(nn.Module):
 
 
 @MODELS.register(name="reg-unet")
-def registration_unet(in_shape: Sequence[int], num_classes: int, transform: str = "velocity",
-                      downsample: bool = False, transform_options: dict[str, Any] | None = None,
-                      channels: Sequence[int] = (16, 32)) -> Registration:
+def registration_unet(
+    in_shape: Sequence[int],
+    num_classes: int,
+    transform: str = "velocity",
+    downsample: bool = False,
+    transform_options: dict[str, Any] | None = None,
+    channels: Sequence[int] = (16, 32),
+) -> Registration:
     """a U-Net predicting a displacement or velocity field that warps moving onto fixed. Options: channels.
 
     Args:

@@ -69,8 +69,10 @@ class VolumeClassifier(TransformerClassifier):
     def _check_input(self, x: Tensor) -> None:
         check_tensor("x", x, ndim=5, shape="(N, C, D, H, W)", floating=True)
         if tuple(x.shape[1:]) != self.in_shape:
-            raise ValueError(f"x: this model expects volumes of shape (N, {', '.join(map(str, self.in_shape))}), "
-                             f"got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"x: this model expects volumes of shape (N, {', '.join(map(str, self.in_shape))}), "
+                f"got shape {tuple(x.shape)}"
+            )
 
 
 def localisation_pool(depth: int) -> int:
@@ -87,9 +89,14 @@ def _image_shape(in_shape: Sequence[int], downsample: bool) -> tuple[int, int, i
 
 
 @MODELS.register(name="flat-cnn")
-def flat_cnn(in_shape: Sequence[int], num_classes: int, transform: str | None = None, downsample: bool = False,
-             transform_options: dict[str, Any] | None = None,
-             channels: Sequence[int] = (32, 64)) -> VolumeClassifier:
+def flat_cnn(
+    in_shape: Sequence[int],
+    num_classes: int,
+    transform: str | None = None,
+    downsample: bool = False,
+    transform_options: dict[str, Any] | None = None,
+    channels: Sequence[int] = (32, 64),
+) -> VolumeClassifier:
     """the volume's mean along depth -> CNN (baseline of st3d-cnn). Option: ``channels``.
 
     Args:
@@ -104,9 +111,14 @@ def flat_cnn(in_shape: Sequence[int], num_classes: int, transform: str | None = 
 
 
 @MODELS.register(name="st3d-cnn")
-def st3d_cnn(in_shape: Sequence[int], num_classes: int, transform: str = "affine3d", downsample: bool = False,
-             transform_options: dict[str, Any] | None = None,
-             channels: Sequence[int] = (32, 64)) -> VolumeClassifier:
+def st3d_cnn(
+    in_shape: Sequence[int],
+    num_classes: int,
+    transform: str = "affine3d",
+    downsample: bool = False,
+    transform_options: dict[str, Any] | None = None,
+    channels: Sequence[int] = (32, 64),
+) -> VolumeClassifier:
     """a 3-D ST (3-D conv localisation) -> mean along depth -> CNN. Option: ``channels``.
 
     Args:
@@ -121,8 +133,10 @@ def st3d_cnn(in_shape: Sequence[int], num_classes: int, transform: str = "affine
         ValueError: ``transform`` is not a 3-D family.
     """
     if transform not in VOLUME_FAMILIES:
-        raise ValueError(f"transform: st3d-cnn warps volumes; expected a 3-D family "
-                         f"({', '.join(VOLUME_FAMILIES)}), got {transform!r}")
+        raise ValueError(
+            f"transform: st3d-cnn warps volumes; expected a 3-D family "
+            f"({', '.join(VOLUME_FAMILIES)}), got {transform!r}"
+        )
     localisation = conv_localisation(tuple(in_shape), downsample=localisation_pool(in_shape[1]))
     st = SpatialTransformer(localisation, transform, transform_options=transform_options)
     classifier = BACKBONES.get("cnn")(_image_shape(in_shape, downsample), num_classes, channels)

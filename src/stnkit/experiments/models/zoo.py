@@ -35,32 +35,37 @@ def _pooled(in_shape: Sequence[int], downsample: bool, channels: int | None = No
     return (c, h // 2, w // 2) if downsample else (c, h, w)
 
 
-def _transformers(count: int, localisation: str, in_shape: Sequence[int], transform: str,
-                  transform_options: dict[str, Any] | None) -> list[SpatialTransformer]:
+def _transformers(
+    count: int, localisation: str, in_shape: Sequence[int], transform: str, transform_options: dict[str, Any] | None
+) -> list[SpatialTransformer]:
     build = fc_localisation if localisation == "fc" else conv_localisation
-    return [SpatialTransformer(build(in_shape), transform, transform_options=transform_options)
-            for _ in range(count)]
+    return [SpatialTransformer(build(in_shape), transform, transform_options=transform_options) for _ in range(count)]
 
 
 @MODELS.register
-def fcn(in_shape, num_classes, transform=None, downsample=False, transform_options=None,
-        hidden: Sequence[int] = (128, 128)) -> TransformerClassifier:
+def fcn(
+    in_shape, num_classes, transform=None, downsample=False, transform_options=None, hidden: Sequence[int] = (128, 128)
+) -> TransformerClassifier:
     """FCN: 2 hidden fully connected layers + classification layer. Option: ``hidden``."""
-    return TransformerClassifier(BACKBONES.get("fcn")(_pooled(in_shape, downsample), num_classes, hidden),
-                                 in_shape, downsample=downsample)
+    return TransformerClassifier(
+        BACKBONES.get("fcn")(_pooled(in_shape, downsample), num_classes, hidden), in_shape, downsample=downsample
+    )
 
 
 @MODELS.register
-def cnn(in_shape, num_classes, transform=None, downsample=False, transform_options=None,
-        channels: Sequence[int] = (32, 64)) -> TransformerClassifier:
+def cnn(
+    in_shape, num_classes, transform=None, downsample=False, transform_options=None, channels: Sequence[int] = (32, 64)
+) -> TransformerClassifier:
     """CNN: conv 9x9 -> max-pool -> conv 7x7 -> max-pool -> classification layer. Option: ``channels``."""
-    return TransformerClassifier(BACKBONES.get("cnn")(_pooled(in_shape, downsample), num_classes, channels),
-                                 in_shape, downsample=downsample)
+    return TransformerClassifier(
+        BACKBONES.get("cnn")(_pooled(in_shape, downsample), num_classes, channels), in_shape, downsample=downsample
+    )
 
 
 def _st_model(count: int, localisation: str, classifier: str) -> Factory:
-    def factory(in_shape, num_classes, transform="affine", downsample=False, transform_options=None,
-                **options: Any) -> TransformerClassifier:
+    def factory(
+        in_shape, num_classes, transform="affine", downsample=False, transform_options=None, **options: Any
+    ) -> TransformerClassifier:
         sts = _transformers(count, localisation, in_shape, transform, transform_options)
         head = _pooled(in_shape, downsample, channels=count * in_shape[0])
         build = BACKBONES.get(classifier)
@@ -69,7 +74,8 @@ def _st_model(count: int, localisation: str, classifier: str) -> Factory:
     loc = "FC localisation" if localisation == "fc" else "conv localisation"
     what = "an ST" if count == 1 else f"{count} parallel STs (outputs concatenated)"
     factory.__doc__ = f"{what} ({loc}) -> {classifier.upper()}. Option: " + (
-        "``hidden``." if classifier == "fcn" else "``channels``.")
+        "``hidden``." if classifier == "fcn" else "``channels``."
+    )
     factory.name = ("st-" if count == 1 else f"{count}xst-") + classifier  # type: ignore[attr-defined]
     return factory
 

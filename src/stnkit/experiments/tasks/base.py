@@ -73,8 +73,7 @@ class EpochData(Protocol):
 
     def __len__(self) -> int: ...
 
-    def batches(self, epoch: int, batch_size: int, rank: int = 0,
-                world_size: int = 1) -> Iterator[Batch]: ...
+    def batches(self, epoch: int, batch_size: int, rank: int = 0, world_size: int = 1) -> Iterator[Batch]: ...
 
 
 class Task(ABC):
@@ -111,8 +110,16 @@ class Task(ABC):
     #: Names the task accepts in the config's ``task_options`` (none by default).
     options: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, *, digits: str = "mnist", data_dir: str | None = None, download: bool = False,
-                 seed: int = 0, limit: int | None = None, test_limit: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        digits: str = "mnist",
+        data_dir: str | None = None,
+        download: bool = False,
+        seed: int = 0,
+        limit: int | None = None,
+        test_limit: int | None = None,
+    ) -> None:
         self.digits, self.data_dir, self.download = digits, data_dir, download
         self.seed, self.limit, self.test_limit = seed, limit, test_limit
 
@@ -123,10 +130,19 @@ class Task(ABC):
         options = dict(getattr(config, "task_options", None) or {})
         unknown = sorted(set(options) - set(cls.options))
         if unknown:
-            raise ValueError(f"task_options: task {cls.name!r} accepts {', '.join(cls.options) or 'no options'}; "
-                             f"got {', '.join(unknown)}")
-        return cls(digits=config.digits, data_dir=data_dir or config.data_dir, download=config.download,
-                   seed=config.seed, limit=config.limit, test_limit=config.test_limit, **options)
+            raise ValueError(
+                f"task_options: task {cls.name!r} accepts {', '.join(cls.options) or 'no options'}; "
+                f"got {', '.join(unknown)}"
+            )
+        return cls(
+            digits=config.digits,
+            data_dir=data_dir or config.data_dir,
+            download=config.download,
+            seed=config.seed,
+            limit=config.limit,
+            test_limit=config.test_limit,
+            **options,
+        )
 
     # -- what the model sees -------------------------------------------------------------------------
     @property
@@ -172,8 +188,9 @@ class Task(ABC):
         """``{metric name: value}`` over an epoch from the summed :attr:`StepResult.sums`."""
 
     @abstractmethod
-    def evaluate(self, model: nn.Module, batches: Iterable[Batch],
-                 device: torch.device | str | None = None) -> dict[str, Any]:
+    def evaluate(
+        self, model: nn.Module, batches: Iterable[Batch], device: torch.device | str | None = None
+    ) -> dict[str, Any]:
         """``{metric name: value, ..., "n": samples}`` of ``model`` (eval mode) over ``batches``."""
 
     def prepare_model(self, model: nn.Module) -> None:  # noqa: B027 (an optional hook, empty by default)

@@ -43,8 +43,9 @@ def box_iou(boxes: Tensor, others: Tensor) -> Tensor:
     check_tensor("boxes", boxes, ndim=2, shape="(N, 4)", floating=True)
     check_tensor("others", others, ndim=2, shape="(N, 4)", floating=True)
     if boxes.shape[1] != 4 or boxes.shape != others.shape:
-        raise ValueError(f"others: expected the shape of boxes {tuple(boxes.shape)} = (N, 4), "
-                         f"got {tuple(others.shape)}")
+        raise ValueError(
+            f"others: expected the shape of boxes {tuple(boxes.shape)} = (N, 4), got {tuple(others.shape)}"
+        )
     low = torch.maximum(boxes[:, :2], others[:, :2])  # (N, 2) top-left of the intersection
     high = torch.minimum(boxes[:, 2:], others[:, 2:])  # (N, 2) bottom-right
     inter = (high - low).clamp(min=0).prod(dim=1)  # (N,)
@@ -91,8 +92,10 @@ def triplet_hinge_loss(anchors: Tensor, negatives: Tensor, labels: Tensor, margi
     check_tensor("anchors", anchors, ndim=2, shape="(N, D)", floating=True)
     check_tensor("negatives", negatives, ndim=2, shape="(N, D)", floating=True)
     if negatives.shape != anchors.shape or labels.shape != anchors.shape[:1]:
-        raise ValueError(f"negatives, labels: expected shapes {tuple(anchors.shape)} and ({anchors.shape[0]},) "
-                         f"like anchors, got {tuple(negatives.shape)} and {tuple(labels.shape)}")
+        raise ValueError(
+            f"negatives, labels: expected shapes {tuple(anchors.shape)} and ({anchors.shape[0]},) "
+            f"like anchors, got {tuple(negatives.shape)} and {tuple(labels.shape)}"
+        )
     norms = anchors.square().sum(dim=1)  # (N,)
     positive = (norms[:, None] + norms[None, :] - 2 * anchors @ anchors.T).clamp(min=0)  # (N, N) ||e_n - e_m||^2
     negative = (anchors - negatives).square().sum(dim=1)  # (N,) ||e_n - r_n||^2

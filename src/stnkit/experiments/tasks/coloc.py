@@ -57,15 +57,28 @@ class Colocalisation(Task):
     scored_on: ClassVar[str] = "train"
     models: ClassVar[tuple[str, ...]] = ("coloc-st",)
     options: ClassVar[tuple[str, ...]] = ("classes", "per_class", "encoder_steps")
-    recipe: ClassVar[dict[str, Any]] = {"model": "coloc-st", "transform": "attention", "optimizer": "adam",
-                                        "lr": 1e-3, "schedule": "constant", "batch_size": 20, "epochs": 120}
+    recipe: ClassVar[dict[str, Any]] = {
+        "model": "coloc-st",
+        "transform": "attention",
+        "optimizer": "adam",
+        "lr": 1e-3,
+        "schedule": "constant",
+        "batch_size": 20,
+        "epochs": 120,
+    }
     pictures: ClassVar[str] = "each image with the predicted box (the transformer's window) and the true box"
     paper = {("coloc-st", "attention"): 100.0}
     paper_source = "appendix (co-localisation, hit rate at IoU > 0.5)"
     clutter: ClassVar[bool] = False
 
-    def __init__(self, *, classes: Iterable[int] = tuple(range(10)), per_class: int = 100,
-                 encoder_steps: int = ENCODER_STEPS, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        classes: Iterable[int] = tuple(range(10)),
+        per_class: int = 100,
+        encoder_steps: int = ENCODER_STEPS,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.classes, self.per_class = list(classes), per_class
         if not isinstance(encoder_steps, int) or isinstance(encoder_steps, bool) or encoder_steps < 1:
@@ -85,9 +98,16 @@ class Colocalisation(Task):
         """The run's images (drawn once from the seed); each epoch reshuffles them and draws new
         random negative crops from ``(seed, epoch)``."""
         if self._train is None:
-            self._train = ColocImages(self.classes, self.per_class, self.clutter, name=self.digits,
-                                      data_dir=self.data_dir, download=self.download, seed=self.seed,
-                                      limit=self.limit)
+            self._train = ColocImages(
+                self.classes,
+                self.per_class,
+                self.clutter,
+                name=self.digits,
+                data_dir=self.data_dir,
+                download=self.download,
+                seed=self.seed,
+                limit=self.limit,
+            )
         return self._train
 
     def eval_data(self) -> ColocEval:
@@ -114,8 +134,9 @@ class Colocalisation(Task):
         return {"hit_rate": 100 * sums.get("hits", 0.0) / count, "iou": sums.get("iou", 0.0) / count}
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, batches: Iterable[Batch],
-                 device: torch.device | str | None = None) -> dict[str, Any]:
+    def evaluate(
+        self, model: nn.Module, batches: Iterable[Batch], device: torch.device | str | None = None
+    ) -> dict[str, Any]:
         """``{"hit_rate": %, "iou": mean IoU, "hit_rate_<class>": % per class, "n": images}``."""
         model = cast("CoLocaliser", model)
         was_training = model.training
@@ -131,8 +152,11 @@ class Colocalisation(Task):
         if not ious:
             raise ValueError("batches: expected at least one image to evaluate, got none")
         iou, label = torch.cat(ious), torch.cat(labels)
-        result: dict[str, Any] = {"hit_rate": 100 * float((iou > 0.5).double().mean()), "iou": float(iou.mean()),
-                                  "n": len(iou)}
+        result: dict[str, Any] = {
+            "hit_rate": 100 * float((iou > 0.5).double().mean()),
+            "iou": float(iou.mean()),
+            "n": len(iou),
+        }
         for c in sorted(set(label.tolist())):
             result[f"hit_rate_{c}"] = 100 * float((iou[label == c] > 0.5).double().mean())
         return result
@@ -158,8 +182,12 @@ class Colocalisation(Task):
             encoder.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
             log.info("co-localisation: encoder loaded from %s", path)
         except (OSError, RuntimeError, ValueError):
-            pretrain_encoder(encoder, load_digits(self.digits, "train", data_dir=self.data_dir, download=self.download),
-                             self.encoder_steps, torch.Generator().manual_seed(derive_seed("coloc-encoder", self.seed)))
+            pretrain_encoder(
+                encoder,
+                load_digits(self.digits, "train", data_dir=self.data_dir, download=self.download),
+                self.encoder_steps,
+                torch.Generator().manual_seed(derive_seed("coloc-encoder", self.seed)),
+            )
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 with atomic_open(path) as f:
@@ -169,8 +197,9 @@ class Colocalisation(Task):
         model.encoder_ready.fill_(True)
 
 
-def pretrain_encoder(encoder: nn.Module, digits: Any, steps: int, generator: torch.Generator,
-                     batch_size: int = 128, lr: float = 1e-3) -> float:
+def pretrain_encoder(
+    encoder: nn.Module, digits: Any, steps: int, generator: torch.Generator, batch_size: int = 128, lr: float = 1e-3
+) -> float:
     """Trains ``encoder`` (a digit classifier on ``(N, 1, 28, 28)``) with Adam and cross-entropy on
     random batches of ``digits``, keeps it frozen, and returns the last batch's accuracy (%)."""
     params = list(encoder.parameters())

@@ -38,9 +38,17 @@ class Cub(Task):
     scored_on: ClassVar[str] = "test"
     models: ClassVar[tuple[str, ...]] = ("cnn", "down-cnn", "2xattn-cnn", "4xattn-cnn")
     options: ClassVar[tuple[str, ...]] = ("size", "resize", "workers")
-    recipe: ClassVar[dict[str, Any]] = {"model": "cnn", "optimizer": "sgd", "lr": 0.01, "momentum": 0.9,
-                                        "weight_decay": 1e-5, "batch_size": 64, "epochs": 30, "schedule": "cosine",
-                                        "eval_batch_size": 64}
+    recipe: ClassVar[dict[str, Any]] = {
+        "model": "cnn",
+        "optimizer": "sgd",
+        "lr": 0.01,
+        "momentum": 0.9,
+        "weight_decay": 1e-5,
+        "batch_size": 64,
+        "epochs": 30,
+        "schedule": "cosine",
+        "eval_batch_size": 64,
+    }
     pictures: ClassVar[str] = "test birds, each head's crop box on the input (attention models) and the true box"
     paper: ClassVar[dict[tuple[str, str | None], float]] = {}  # Table 3 is by crop size, not by (model, family):
     # its numbers are in ``paper_source`` (and the docs beside the configs)
@@ -87,8 +95,9 @@ class Cub(Task):
         accuracy = 100 * sums.get("correct", 0.0) / max(count, 1)
         return {"accuracy": accuracy, "error": 100 - accuracy}
 
-    def evaluate(self, model: nn.Module, batches: Iterable[Batch],
-                 device: torch.device | str | None = None) -> dict[str, Any]:
+    def evaluate(
+        self, model: nn.Module, batches: Iterable[Batch], device: torch.device | str | None = None
+    ) -> dict[str, Any]:
         return classification_error(model, ((b[0], b[1]) for b in batches), device)
 
     @classmethod

@@ -32,8 +32,9 @@ ANY_TRANSFORM = "*"
 
 
 @torch.no_grad()
-def classification_error(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
-                         device: torch.device | str | None = None) -> dict[str, Any]:
+def classification_error(
+    model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], device: torch.device | str | None = None
+) -> dict[str, Any]:
     """Classification error of ``model`` (eval mode) over ``batches`` of ``(x (n, C, H, W), y (n,))``.
 
     Returns:
@@ -65,8 +66,9 @@ class DigitTask(Task):
     scored_on: ClassVar[str] = "test"
     # The trainer's defaults are the digit recipe (the paper's SGD schedule); nothing to override.
     recipe: ClassVar[dict[str, Any]] = {}
-    pictures: ClassVar[str] = ("test digits, what each spatial transformer outputs, and where it samples "
-                               "on the input (its grid's outline)")
+    pictures: ClassVar[str] = (
+        "test digits, what each spatial transformer outputs, and where it samples on the input (its grid's outline)"
+    )
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -87,8 +89,15 @@ class DigitTask(Task):
     def _split(self, split: str, limit: int | None) -> Any:
         from ..data import DistortedDigits
 
-        return DistortedDigits(self.distortion, split, name=self.digits, data_dir=self.data_dir,
-                               download=self.download, seed=self.seed, limit=limit)
+        return DistortedDigits(
+            self.distortion,
+            split,
+            name=self.digits,
+            data_dir=self.data_dir,
+            download=self.download,
+            seed=self.seed,
+            limit=limit,
+        )
 
     def train_data(self) -> Any:
         """:class:`~stnkit.experiments.data.DistortedDigits`: epoch ``e`` draws its order and sample
@@ -117,8 +126,9 @@ class DigitTask(Task):
     def train_metrics(self, sums: dict[str, float], count: float) -> dict[str, float]:
         return {"error": 100 * (1 - sums.get("correct", 0.0) / max(count, 1))}
 
-    def evaluate(self, model: nn.Module, batches: Iterable[Batch],
-                 device: torch.device | str | None = None) -> dict[str, Any]:
+    def evaluate(
+        self, model: nn.Module, batches: Iterable[Batch], device: torch.device | str | None = None
+    ) -> dict[str, Any]:
         return classification_error(model, batches, device)  # type: ignore[arg-type]
 
     @classmethod
@@ -131,10 +141,16 @@ class DigitTask(Task):
 
 def _table1(column: int) -> dict[tuple[str, str | None], float]:
     """Column ``column`` (R, RTS, P, E) of the paper's Table 1."""
-    rows = {("fcn", None): (2.1, 5.2, 3.1, 3.2), ("cnn", None): (1.2, 0.8, 1.5, 1.4),
-            ("st-fcn", "affine"): (1.2, 0.8, 1.5, 2.7), ("st-fcn", "projective"): (1.3, 0.9, 1.4, 2.6),
-            ("st-fcn", "tps"): (1.1, 0.8, 1.4, 2.4), ("st-cnn", "affine"): (0.7, 0.5, 0.8, 1.2),
-            ("st-cnn", "projective"): (0.8, 0.6, 0.8, 1.3), ("st-cnn", "tps"): (0.7, 0.5, 0.8, 1.1)}
+    rows = {
+        ("fcn", None): (2.1, 5.2, 3.1, 3.2),
+        ("cnn", None): (1.2, 0.8, 1.5, 1.4),
+        ("st-fcn", "affine"): (1.2, 0.8, 1.5, 2.7),
+        ("st-fcn", "projective"): (1.3, 0.9, 1.4, 2.6),
+        ("st-fcn", "tps"): (1.1, 0.8, 1.4, 2.4),
+        ("st-cnn", "affine"): (0.7, 0.5, 0.8, 1.2),
+        ("st-cnn", "projective"): (0.8, 0.6, 0.8, 1.3),
+        ("st-cnn", "tps"): (0.7, 0.5, 0.8, 1.1),
+    }
     return {key: values[column] for key, values in rows.items()}
 
 
@@ -187,8 +203,7 @@ class TranslatedCluttered(DigitTask):
     name = "tc"
     title = "TC: translated, cluttered (60x60)"
     # Section 4.1's text gives these without naming the transform family.
-    paper = {("fcn", None): 13.2, ("cnn", None): 3.5, ("st-fcn", ANY_TRANSFORM): 2.0,
-             ("st-cnn", ANY_TRANSFORM): 1.7}
+    paper = {("fcn", None): 13.2, ("cnn", None): 3.5, ("st-fcn", ANY_TRANSFORM): 2.0, ("st-cnn", ANY_TRANSFORM): 1.7}
     paper_source = "section 4.1"
 
 
@@ -196,7 +211,14 @@ class TranslatedCluttered(DigitTask):
 class Addition(DigitTask):
     name = "addition"
     title = "MNIST addition: two RTS digits, label = their sum (19 classes)"
-    paper = {("fcn", None): 47.7, ("cnn", None): 14.7, ("st-fcn", "affine"): 22.6,
-             ("st-fcn", "projective"): 18.5, ("st-fcn", "tps"): 19.1, ("2xst-fcn", "affine"): 9.0,
-             ("2xst-fcn", "projective"): 5.9, ("2xst-fcn", "tps"): 5.8}
+    paper = {
+        ("fcn", None): 47.7,
+        ("cnn", None): 14.7,
+        ("st-fcn", "affine"): 22.6,
+        ("st-fcn", "projective"): 18.5,
+        ("st-fcn", "tps"): 19.1,
+        ("2xst-fcn", "affine"): 9.0,
+        ("2xst-fcn", "projective"): 5.9,
+        ("2xst-fcn", "tps"): 5.8,
+    }
     paper_source = "Table 4"

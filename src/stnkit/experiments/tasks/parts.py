@@ -22,8 +22,17 @@ from .base import Metric, Task, register_task
 from .digits import DigitTask
 
 #: The paper's Table 3 (CUB-200-2011 accuracy, %), by its model names.
-TABLE3 = {"Cimpoi '15": 66.7, "Zhang '14": 74.9, "Branson '14": 75.7, "Lin '15": 80.9, "Simon '15": 81.0,
-          "CNN (ours) 224px": 82.3, "2xST-CNN 224px": 83.1, "2xST-CNN 448px": 83.9, "4xST-CNN 448px": 84.1}
+TABLE3 = {
+    "Cimpoi '15": 66.7,
+    "Zhang '14": 74.9,
+    "Branson '14": 75.7,
+    "Lin '15": 80.9,
+    "Simon '15": 81.0,
+    "CNN (ours) 224px": 82.3,
+    "2xST-CNN 224px": 83.1,
+    "2xST-CNN 448px": 83.9,
+    "4xST-CNN 448px": 84.1,
+}
 
 
 @register_task
@@ -35,8 +44,15 @@ class Parts(Task):
     metrics: ClassVar[tuple[Metric, ...]] = (Metric("error", lower_is_better=True),)
     models: ClassVar[tuple[str, ...]] = ("2xattn-cnn", "4xattn-cnn", "down-cnn")
     recipe: ClassVar[dict[str, Any]] = {
-        "optimizer": "adam", "lr": 1e-3, "batch_size": 64, "epochs": 4, "limit": 10000, "test_limit": 2000,
-        "schedule": "cosine", "model": "2xattn-cnn", "loc_lr_mult": 0.1,
+        "optimizer": "adam",
+        "lr": 1e-3,
+        "batch_size": 64,
+        "epochs": 4,
+        "limit": 10000,
+        "test_limit": 2000,
+        "schedule": "cosine",
+        "model": "2xattn-cnn",
+        "loc_lr_mult": 0.1,
         "model_options": {"crop_size": [32, 32], "backbone_options": {"width": 8}},
     }
     pictures: ClassVar[str] = "test canvases with each head's box in its own colour, and the crops beside them"
@@ -60,8 +76,15 @@ class Parts(Task):
     def _split(self, split: str, limit: int | None) -> Any:
         from ..data.glyph_pairs import GlyphPairs
 
-        return GlyphPairs(split, self.digits, data_dir=self.data_dir, download=self.download, seed=self.seed,
-                          limit=limit, canvas=self.canvas)
+        return GlyphPairs(
+            split,
+            self.digits,
+            data_dir=self.data_dir,
+            download=self.download,
+            seed=self.seed,
+            limit=limit,
+            canvas=self.canvas,
+        )
 
     # Cached splits (through _split), classification by cross-entropy, scored by the error: exactly
     # the digit tasks' data caching, step and metrics.

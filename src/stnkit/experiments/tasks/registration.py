@@ -55,13 +55,25 @@ class Registration(Task):
     name = "registration"
     title = "registration: warp a digit onto another of its class (MSE + smoothness, no labels)"
     metrics: ClassVar[tuple[Metric, ...]] = (
-        Metric("dice", lower_is_better=False, unit=""), Metric("dice_before", lower_is_better=False, unit=""),
-        Metric("mse", unit=""), Metric("mse_before", unit=""), Metric("folding", unit="%"))
+        Metric("dice", lower_is_better=False, unit=""),
+        Metric("dice_before", lower_is_better=False, unit=""),
+        Metric("mse", unit=""),
+        Metric("mse_before", unit=""),
+        Metric("folding", unit="%"),
+    )
     models: ClassVar[tuple[str, ...]] = ("reg-unet",)
     options: ClassVar[tuple[str, ...]] = ("smooth",)
-    recipe: ClassVar[dict[str, Any]] = {"model": "reg-unet", "transform": "velocity", "optimizer": "adam",
-                                        "lr": 1e-3, "schedule": "constant", "batch_size": 64, "epochs": 2,
-                                        "limit": 10000, "test_limit": 1000}
+    recipe: ClassVar[dict[str, Any]] = {
+        "model": "reg-unet",
+        "transform": "velocity",
+        "optimizer": "adam",
+        "lr": 1e-3,
+        "schedule": "constant",
+        "batch_size": 64,
+        "epochs": 2,
+        "limit": 10000,
+        "test_limit": 1000,
+    }
     pictures: ClassVar[str] = "each moving digit warped onto its fixed partner (channel 0 warped; channel 1 the target)"
 
     def __init__(self, *, smooth: float = SMOOTH, **kwargs: Any) -> None:
@@ -113,9 +125,13 @@ class Registration(Task):
         with torch.no_grad():
             mask = lambda t: t > MASK_THRESHOLD  # noqa: E731
             folding = folding_fraction(model.field(x, theta.detach())) if len(x) else mse.new_zeros(0)
-            metrics = {"dice": dice(mask(warped), mask(fixed)), "dice_before": dice(mask(moving), mask(fixed)),
-                       "mse": mse.detach().double(), "mse_before": (moving - fixed).pow(2).flatten(1).mean(1).double(),
-                       "folding": 100 * folding.double()}
+            metrics = {
+                "dice": dice(mask(warped), mask(fixed)),
+                "dice_before": dice(mask(moving), mask(fixed)),
+                "mse": mse.detach().double(),
+                "mse_before": (moving - fixed).pow(2).flatten(1).mean(1).double(),
+                "folding": 100 * folding.double(),
+            }
         return loss, metrics
 
     def step(self, model: nn.Module, batch: Batch) -> StepResult:
@@ -126,8 +142,9 @@ class Registration(Task):
         return {m.name: sums.get(m.name, 0.0) / max(count, 1) for m in self.metrics}
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, batches: Iterable[Batch],
-                 device: torch.device | str | None = None) -> dict[str, Any]:
+    def evaluate(
+        self, model: nn.Module, batches: Iterable[Batch], device: torch.device | str | None = None
+    ) -> dict[str, Any]:
         """``{"dice", "dice_before", "mse", "mse_before", "folding", "n"}`` averaged over the pairs."""
         was_training = model.training
         model.eval()

@@ -44,8 +44,10 @@ def lengths_of(labels: Tensor) -> Tensor:
 def split_logits(logits: Tensor, positions: int) -> tuple[Tensor, Tensor | None]:
     """``(N, P[+1], 11)`` -> digit logits ``(N, P, 11)`` and length logits ``(N, P + 2)`` or ``None``."""
     if logits.dim() != 3 or logits.shape[1] not in (positions, positions + 1):
-        raise ValueError(f"logits: expected (N, {positions}, 11) or (N, {positions + 1}, 11) with the length head, "
-                         f"got shape {tuple(logits.shape)}")
+        raise ValueError(
+            f"logits: expected (N, {positions}, 11) or (N, {positions + 1}, 11) with the length head, "
+            f"got shape {tuple(logits.shape)}"
+        )
     if logits.shape[1] == positions:
         return logits, None
     return logits[:, :positions], logits[:, positions, : positions + 2]
@@ -59,8 +61,9 @@ def sequence_loss(logits: Tensor, labels: Tensor) -> Tensor:
         labels: ``(N, P)`` int64, 0-9 digits, 10 none, -100 ignored.
     """
     digits, length = split_logits(logits, labels.shape[1])
-    loss = F.cross_entropy(digits.reshape(-1, digits.shape[-1]), labels.reshape(-1), reduction="sum",
-                           ignore_index=IGNORE)  # over (N*P,)
+    loss = F.cross_entropy(
+        digits.reshape(-1, digits.shape[-1]), labels.reshape(-1), reduction="sum", ignore_index=IGNORE
+    )  # over (N*P,)
     if length is not None:
         loss = loss + F.cross_entropy(length, lengths_of(labels), reduction="sum")
     return loss
@@ -90,8 +93,9 @@ def sequence_metrics(sums: dict[str, float], count: float) -> dict[str, float]:
 
 
 @torch.no_grad()
-def sequence_error(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
-                   device: torch.device | str | None = None) -> dict[str, Any]:
+def sequence_error(
+    model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], device: torch.device | str | None = None
+) -> dict[str, Any]:
     """Sequence error and per-position accuracy of ``model`` (eval mode) over ``batches``.
 
     Returns:
@@ -122,10 +126,13 @@ class SequenceTask(Task):
 
     positions: ClassVar[int] = 5
     metrics: ClassVar[tuple[Metric, ...]] = (Metric("error"),) + tuple(
-        Metric(f"acc_{k}", lower_is_better=False) for k in range(1, 6))
+        Metric(f"acc_{k}", lower_is_better=False) for k in range(1, 6)
+    )
     models: ClassVar[tuple[str, ...]] = SEQUENCE_MODELS
-    pictures: ClassVar[str] = ("test images, the first transformer's output, and where each transformer of the "
-                               "series reads, mapped back onto the input")
+    pictures: ClassVar[str] = (
+        "test images, the first transformer's output, and where each transformer of the "
+        "series reads, mapped back onto the input"
+    )
     paper_source: ClassVar[str] = "Table 2"
 
     @property
@@ -140,8 +147,9 @@ class SequenceTask(Task):
     def train_metrics(self, sums: dict[str, float], count: float) -> dict[str, float]:
         return sequence_metrics(sums, count)
 
-    def evaluate(self, model: nn.Module, batches: Iterable[Batch],
-                 device: torch.device | str | None = None) -> dict[str, Any]:
+    def evaluate(
+        self, model: nn.Module, batches: Iterable[Batch], device: torch.device | str | None = None
+    ) -> dict[str, Any]:
         return sequence_error(model, batches, device)  # type: ignore[arg-type]
 
     @classmethod
@@ -156,9 +164,16 @@ class SequenceTask(Task):
 # (60,000 sequences) leaves all three models on the length-prior plateau (~97.5% sequence error), and
 # none of lr 3e-3, batch 32 or one FC layer moved it within a few hundred steps; only a
 # centred, unrotated strip began to leave it (~400 steps). Longer runs or a GPU are needed.
-_RECIPE = {"model": "st-cnn-multi", "optimizer": "adam", "lr": 1e-3, "batch_size": 64, "epochs": 10,
-           "schedule": "constant", "loc_lr_mult": 0.1,
-           "model_options": {"width": 0.25, "dropout": 0.0, "batch_norm": True}}
+_RECIPE = {
+    "model": "st-cnn-multi",
+    "optimizer": "adam",
+    "lr": 1e-3,
+    "batch_size": 64,
+    "epochs": 10,
+    "schedule": "constant",
+    "loc_lr_mult": 0.1,
+    "model_options": {"width": 0.25, "dropout": 0.0, "batch_norm": True},
+}
 
 
 @register_task
@@ -182,9 +197,16 @@ class MnistSequences(SequenceTask):
         from ..data.sequences import DigitSequences
 
         if split not in self._data:
-            self._data[split] = DigitSequences(split, self.digits, data_dir=self.data_dir, download=self.download,
-                                               seed=self.seed, limit=limit, canvas=self.canvas,
-                                               positions=self.positions)
+            self._data[split] = DigitSequences(
+                split,
+                self.digits,
+                data_dir=self.data_dir,
+                download=self.download,
+                seed=self.seed,
+                limit=limit,
+                canvas=self.canvas,
+                positions=self.positions,
+            )
         return self._data[split]
 
     def train_data(self) -> Any:

@@ -14,8 +14,11 @@ from .base import register_task
 from .sequences import SequenceTask
 
 #: Table 2, sequence error (%): {(model, transform): (64px, 128px)}.
-TABLE2 = {("multidigit-cnn", None): (4.0, 5.6), ("st-cnn-single", "affine"): (3.7, 3.9),
-          ("st-cnn-multi", "affine"): (3.6, 3.9)}
+TABLE2 = {
+    ("multidigit-cnn", None): (4.0, 5.6),
+    ("st-cnn-single", "affine"): (3.7, 3.9),
+    ("st-cnn-multi", "affine"): (3.6, 3.9),
+}
 
 
 @register_task
@@ -31,8 +34,16 @@ class Svhn(SequenceTask):
     # The paper's settings (SGD, lr 0.01, batch 128, weight decay 5e-4, dropout 0.5, localisation lr
     # 0.1x) with momentum 0.9 (the notes state none) and 30 epochs instead of ~217 (400k iterations of
     # train + extra); configs/table2_*.json hold the paper's schedule. Not run here (no SVHN offline).
-    recipe: ClassVar[dict[str, Any]] = {"model": "st-cnn-multi", "optimizer": "sgd", "lr": 0.01, "momentum": 0.9,
-                                        "batch_size": 128, "weight_decay": 5e-4, "epochs": 30, "loc_lr_mult": 0.1}
+    recipe: ClassVar[dict[str, Any]] = {
+        "model": "st-cnn-multi",
+        "optimizer": "sgd",
+        "lr": 0.01,
+        "momentum": 0.9,
+        "batch_size": 128,
+        "weight_decay": 5e-4,
+        "epochs": 30,
+        "loc_lr_mult": 0.1,
+    }
 
     def __init__(self, *, keep_long: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)

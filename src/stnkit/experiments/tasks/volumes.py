@@ -96,6 +96,7 @@ class Mnist3d(Task):
     def train_metrics(self, sums: dict[str, float], count: float) -> dict[str, float]:
         return {"error": 100 * (1 - sums.get("correct", 0.0) / max(count, 1))}
 
-    def evaluate(self, model: nn.Module, batches: Iterable[Batch],
-                 device: torch.device | str | None = None) -> dict[str, Any]:
+    def evaluate(
+        self, model: nn.Module, batches: Iterable[Batch], device: torch.device | str | None = None
+    ) -> dict[str, Any]:
         return classification_error(model, batches, device)  # type: ignore[arg-type]

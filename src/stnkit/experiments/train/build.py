@@ -24,9 +24,15 @@ def build_model(config: TrainConfig, in_shape: tuple[int, ...], num_classes: int
     downsample = config.downsample if config.downsample is not None else default_downsample(config.model, in_shape)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        return create_model(config.model, in_shape=in_shape, num_classes=num_classes, transform=config.transform,
-                            downsample=downsample, transform_options=config.transform_options or None,
-                            **config.model_options)
+        return create_model(
+            config.model,
+            in_shape=in_shape,
+            num_classes=num_classes,
+            transform=config.transform,
+            downsample=downsample,
+            transform_options=config.transform_options or None,
+            **config.model_options,
+        )
 
 
 def default_downsample(model: str, in_shape: tuple[int, ...]) -> bool:

@@ -58,8 +58,9 @@ def resolve_checkpoint(path: str | Path) -> Path:
     if path.is_dir():
         path = path / CHECKPOINT
         if not path.is_file():
-            raise FileNotFoundError(f"run: no {CHECKPOINT} in {str(path.parent)!r}; "
-                                    "is it a run directory of `stnkit train`?")
+            raise FileNotFoundError(
+                f"run: no {CHECKPOINT} in {str(path.parent)!r}; is it a run directory of `stnkit train`?"
+            )
     elif not path.is_file():
         raise FileNotFoundError(f"run: no such run directory or checkpoint {str(path)!r}")
     return path
@@ -76,13 +77,19 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated / foreign files: say what the file is not
-        raise ValueError(f"run: {str(path)!r} is not a readable stnkit checkpoint "
-                         f"({type(err).__name__}: {err})") from None
+        raise ValueError(
+            f"run: {str(path)!r} is not a readable stnkit checkpoint ({type(err).__name__}: {err})"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT or "model" not in state:
         raise ValueError(f"run: {str(path)!r} is not an stnkit checkpoint (format {FORMAT})")
-    bad = [k for k, v in state["model"].items()
-           if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    bad = [
+        k
+        for k, v in state["model"].items()
+        if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())
+    ]
     if bad:  # rundir rule: eval, show and --resume refuse such a checkpoint, with this reason
-        raise ValueError(f"run: {str(path)!r} holds non-finite weights (NaN/inf in {', '.join(bad[:3])}"
-                         f"{', ...' if len(bad) > 3 else ''}); refusing to use it")
+        raise ValueError(
+            f"run: {str(path)!r} holds non-finite weights (NaN/inf in {', '.join(bad[:3])}"
+            f"{', ...' if len(bad) > 3 else ''}); refusing to use it"
+        )
     return state

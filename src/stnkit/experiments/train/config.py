@@ -22,8 +22,10 @@ DEVICES = ("auto", "cpu", "cuda")
 TASK_DEFAULT = "rts"
 
 #: The message of the deprecated ``dataset`` setting (``--dataset``, config files, old runs' config.json).
-DATASET_DEPRECATED = ("'dataset' is deprecated and now called 'task' (--task on the command line, \"task\" in "
-                      "config files); 'dataset' still works for now")
+DATASET_DEPRECATED = (
+    "'dataset' is deprecated and now called 'task' (--task on the command line, \"task\" in "
+    "config files); 'dataset' still works for now"
+)
 
 
 def warn_dataset_deprecated(stacklevel: int = 3) -> None:
@@ -52,8 +54,11 @@ class TrainConfig:
     transform: str = _f("affine", "transform family of the spatial transformers")
     task: str = _f(TASK_DEFAULT, "task (experiment): r, rts, p, e, t, tc, addition, none (stnkit list)")
     digits: str = _f("mnist", "source digits: mnist or fashion-mnist")
-    downsample: bool | None = _f(None, "2x average pool after the ST (default: on for ST models on inputs "
-                                     "larger than 28x28; the plain FCN/CNN see the whole input)")
+    downsample: bool | None = _f(
+        None,
+        "2x average pool after the ST (default: on for ST models on inputs "
+        "larger than 28x28; the plain FCN/CNN see the whole input)",
+    )
     transform_options: dict = _f({}, "transform family options as JSON, e.g. '{\"grid_size\": 4}'")
     model_options: dict = _f({}, "model options as JSON, e.g. '{\"channels\": [32, 64]}'")
     task_options: dict = _f({}, "task options as JSON, e.g. '{\"classes\": [3]}' (coloc)")
@@ -80,19 +85,34 @@ class TrainConfig:
     device: str = _f("auto", "auto, cpu or cuda")
     threads: int | None = _f(None, "torch CPU threads per process")
     eval_batch_size: int = _f(1000, "batch size of the test-set evaluation")
-    compile: bool = _f(False, "torch.compile the model for training (does not help on a 2-core Zen 4 CPU, "
-                              "1 thread: a compiled ST-CNN RTS epoch took 1.9x the CPU time of an eager one, "
-                              "plus the compile; docs/performance.md)")
-    amp: bool = _f(False, "bfloat16 autocast for training (CPU: where the processor supports bfloat16; CUDA); "
-                          "spatial transformers still warp in float32 (2-core Zen 4 CPU, 1 thread: ST-CNN RTS "
-                          "epoch 1.20x faster in CPU time, same test error; docs/performance.md)")
-    channels_last: bool = _f(False, "channels-last memory format for the model and its inputs (2-core Zen 4 "
-                                    "CPU, 1 thread: ST-CNN RTS epoch 1.06x faster in CPU time, the whole run "
-                                    "1.25x; docs/performance.md)")
-    num_workers: int = _f(0, "DataLoader worker processes per rank for file-based data (0: load in the main "
-                             "process; the digit tasks draw their batches in place and ignore it)")
-    checkpoint_every: int | None = _f(None, "also save a checkpoint every N iterations, mid-epoch (a resumed run "
-                                            "continues at the same batch; default: at each epoch's end only)")
+    compile: bool = _f(
+        False,
+        "torch.compile the model for training (does not help on a 2-core Zen 4 CPU, "
+        "1 thread: a compiled ST-CNN RTS epoch took 1.9x the CPU time of an eager one, "
+        "plus the compile; docs/performance.md)",
+    )
+    amp: bool = _f(
+        False,
+        "bfloat16 autocast for training (CPU: where the processor supports bfloat16; CUDA); "
+        "spatial transformers still warp in float32 (2-core Zen 4 CPU, 1 thread: ST-CNN RTS "
+        "epoch 1.20x faster in CPU time, same test error; docs/performance.md)",
+    )
+    channels_last: bool = _f(
+        False,
+        "channels-last memory format for the model and its inputs (2-core Zen 4 "
+        "CPU, 1 thread: ST-CNN RTS epoch 1.06x faster in CPU time, the whole run "
+        "1.25x; docs/performance.md)",
+    )
+    num_workers: int = _f(
+        0,
+        "DataLoader worker processes per rank for file-based data (0: load in the main "
+        "process; the digit tasks draw their batches in place and ignore it)",
+    )
+    checkpoint_every: int | None = _f(
+        None,
+        "also save a checkpoint every N iterations, mid-epoch (a resumed run "
+        "continues at the same batch; default: at each epoch's end only)",
+    )
     # deprecated: the old name of `task` (accepted, with a FutureWarning)
     dataset: InitVar[str | None] = None
 
@@ -100,8 +120,10 @@ class TrainConfig:
         if dataset is not None and dataset != self.task:  # equal: dataclasses.replace() passing it back
             warn_dataset_deprecated(stacklevel=4)
             if self.task not in (TASK_DEFAULT, dataset):
-                raise ValueError(f"dataset: the deprecated name of task, given as {dataset!r} while task is "
-                                 f"{self.task!r}; give task only")
+                raise ValueError(
+                    f"dataset: the deprecated name of task, given as {dataset!r} while task is "
+                    f"{self.task!r}; give task only"
+                )
             self.task = dataset
 
     # -- construction ---------------------------------------------------------------------------
@@ -115,8 +137,10 @@ class TrainConfig:
             dataset = values.pop("dataset")
             warn_dataset_deprecated()
             if values.get("task", dataset) != dataset:
-                raise ValueError(f"{where}: dataset: the deprecated name of task, given as {dataset!r} while "
-                                 f"task is {values['task']!r}; give task only")
+                raise ValueError(
+                    f"{where}: dataset: the deprecated name of task, given as {dataset!r} while "
+                    f"task is {values['task']!r}; give task only"
+                )
             values["task"] = dataset
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(values) - set(names))
@@ -154,8 +178,10 @@ class TrainConfig:
             raise ValueError(f"model: task {self.task!r} accepts {', '.join(task.models)}; got {self.model!r}")
         unknown = sorted(set(self.task_options) - set(task.options))
         if unknown:
-            raise ValueError(f"task_options: task {self.task!r} accepts {', '.join(task.options) or 'no options'}; "
-                             f"got {', '.join(unknown)}")
+            raise ValueError(
+                f"task_options: task {self.task!r} accepts {', '.join(task.options) or 'no options'}; "
+                f"got {', '.join(unknown)}"
+            )
         _choice("digits", self.digits, data.list_sources())
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)

@@ -83,8 +83,10 @@ def single_process(device: str = "auto") -> DistEnv:
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size > 1:
-        raise ValueError(f"env: this process is one of WORLD_SIZE={world_size} (torchrun); set up the process "
-                         f"group first (stnkit.experiments.train.distributed.setup) and pass its env")
+        raise ValueError(
+            f"env: this process is one of WORLD_SIZE={world_size} (torchrun); set up the process "
+            f"group first (stnkit.experiments.train.distributed.setup) and pass its env"
+        )
     return DistEnv(device=resolve_device(device))
 
 
@@ -102,8 +104,7 @@ def all_reduce_sum(values: list[float], env: DistEnv) -> list[float]:
     """Sums ``values`` over all ranks (float64); identity when single-process."""
     if not env.distributed:
         return values
-    t = torch.tensor(values, dtype=torch.float64,
-                     device=env.device if env.device.type == "cuda" else "cpu")
+    t = torch.tensor(values, dtype=torch.float64, device=env.device if env.device.type == "cuda" else "cpu")
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t.tolist()
 

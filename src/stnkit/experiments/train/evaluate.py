@@ -15,8 +15,9 @@ from .build import build_model, make_task, saved_config
 from .config import TrainConfig
 
 
-def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
-             device: torch.device | str | None = None) -> dict[str, Any]:
+def evaluate(
+    model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], device: torch.device | str | None = None
+) -> dict[str, Any]:
     """Classification error of ``model`` over ``batches`` of ``(x (n, C, H, W), y (n,))``.
 
     Returns:
@@ -41,11 +42,12 @@ def load_run(path: str | Path) -> tuple[nn.Module, TrainConfig]:
 
 def _batches(x: Tensor, y: Tensor, batch_size: int) -> Iterable[tuple[Tensor, Tensor]]:
     for i in range(0, len(x), batch_size):
-        yield x[i:i + batch_size], y[i:i + batch_size]
+        yield x[i : i + batch_size], y[i : i + batch_size]
 
 
-def evaluate_run(path: str | Path, *, npz: str | Path | None = None, data_dir: str | None = None,
-                 batch_size: int = 1000) -> dict[str, Any]:
+def evaluate_run(
+    path: str | Path, *, npz: str | Path | None = None, data_dir: str | None = None, batch_size: int = 1000
+) -> dict[str, Any]:
     """The task's metrics of a saved run on what the task is scored on (its fixed test set), or on
     the images of a user's ``.npz`` (classification tasks).
 
@@ -70,8 +72,10 @@ def evaluate_run(path: str | Path, *, npz: str | Path | None = None, data_dir: s
         images = data.fit_to_size(images, (h, w), c)
         num_classes = _num_classes(model)
         if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-            raise ValueError(f"labels: this model predicts classes 0..{num_classes - 1}; {npz} has labels "
-                             f"{int(labels.min())}..{int(labels.max())}")
+            raise ValueError(
+                f"labels: this model predicts classes 0..{num_classes - 1}; {npz} has labels "
+                f"{int(labels.min())}..{int(labels.max())}"
+            )
         result = task.evaluate(model, _batches(images, labels, batch_size))
         return {**result, "on": str(npz)}
     result = task.evaluate(model, task.eval_data().batches(0, batch_size))

@@ -34,8 +34,14 @@ class ProgressBar:
         from tqdm.auto import tqdm
 
         cfg, state = trainer.config, trainer.state
-        self._bar = tqdm(total=trainer.steps_per_epoch, initial=state.batch,
-                         desc=f"epoch {state.epoch + 1}/{cfg.epochs}", unit="batch", leave=False, dynamic_ncols=True)
+        self._bar = tqdm(
+            total=trainer.steps_per_epoch,
+            initial=state.batch,
+            desc=f"epoch {state.epoch + 1}/{cfg.epochs}",
+            unit="batch",
+            leave=False,
+            dynamic_ncols=True,
+        )
 
     def on_batch_end(self, trainer: Any, lr: float) -> None:
         state, p = trainer.state, trainer.state.partial
@@ -43,8 +49,11 @@ class ProgressBar:
         metrics = " ".join(f"{name} {value:.1f}%" for name, value in trainer.task.train_metrics(p.sums, n).items())
         eta = eta_seconds(trainer.total_iterations - state.iteration, p.seconds, state.batch)
         self._bar.update(1)
-        self._bar.set_postfix_str(f"loss {p.loss / n:.3f} {metrics} {p.count / max(p.seconds, 1e-9):.0f} img/s "
-                                  f"lr {lr:.2g} run ETA {clock(eta)}", refresh=False)
+        self._bar.set_postfix_str(
+            f"loss {p.loss / n:.3f} {metrics} {p.count / max(p.seconds, 1e-9):.0f} img/s "
+            f"lr {lr:.2g} run ETA {clock(eta)}",
+            refresh=False,
+        )
 
     def on_epoch_close(self, trainer: Any) -> None:
         if self._bar is not None:

@@ -12,8 +12,9 @@ from ..tasks import Task
 from .state import EpochTotals
 
 
-def epoch_row(task: Task, totals: EpochTotals, test: dict[str, Any] | None, *, epoch: int, lr: float,
-              elapsed: float) -> dict[str, Any]:
+def epoch_row(
+    task: Task, totals: EpochTotals, test: dict[str, Any] | None, *, epoch: int, lr: float, elapsed: float
+) -> dict[str, Any]:
     """One row of ``metrics.jsonl``.
 
     Args:
@@ -31,8 +32,14 @@ def epoch_row(task: Task, totals: EpochTotals, test: dict[str, Any] | None, *, e
     row: dict[str, Any] = {"epoch": epoch, "train_loss": totals.loss / max(totals.count, 1)}
     row.update({f"train_{k}": v for k, v in task.train_metrics(totals.sums, totals.count).items()})
     row.update({f"test_{m.name}": test[m.name] if test else None for m in task.metrics})
-    row.update({"lr": lr, "epoch_time_s": totals.seconds, "images_per_s": totals.count / max(totals.seconds, 1e-9),
-                "elapsed_s": elapsed})
+    row.update(
+        {
+            "lr": lr,
+            "epoch_time_s": totals.seconds,
+            "images_per_s": totals.count / max(totals.seconds, 1e-9),
+            "elapsed_s": elapsed,
+        }
+    )
     return row
 
 
@@ -40,7 +47,12 @@ def epoch_line(task: Task, row: dict[str, Any], epochs: int) -> str:
     """``epoch 2/10: train loss 0.1234, train error 3.10%, test error 2.50%, 12.3 s (4875 img/s)``:
     the log line of an :func:`epoch_row` (metrics with their unit, those that are ``None`` left out)."""
     unit = {m.name: m.unit for m in task.metrics}
-    shown = ", ".join(f"{k.replace('_', ' ')} {v:.2f}{unit.get(k.split('_', 1)[1], '')}" for k, v in row.items()
-                      if k.split("_", 1)[0] in ("train", "test") and k != "train_loss" and v is not None)
-    return (f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.4f}, {shown}, "
-            f"{row['epoch_time_s']:.1f} s ({row['images_per_s']:.0f} img/s)")
+    shown = ", ".join(
+        f"{k.replace('_', ' ')} {v:.2f}{unit.get(k.split('_', 1)[1], '')}"
+        for k, v in row.items()
+        if k.split("_", 1)[0] in ("train", "test") and k != "train_loss" and v is not None
+    )
+    return (
+        f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.4f}, {shown}, "
+        f"{row['epoch_time_s']:.1f} s ({row['images_per_s']:.0f} img/s)"
+    )

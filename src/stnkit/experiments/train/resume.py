@@ -23,21 +23,51 @@ from .state import TrainState
 log = logging.getLogger(__name__)
 
 # Settings that may change when a run is resumed; anything else would change the result.
-RESUMABLE_CHANGES = {"epochs", "device", "threads", "data_dir", "download", "eval_batch_size", "compile", "amp",
-                     "channels_last", "num_workers", "checkpoint_every"}
+RESUMABLE_CHANGES = {
+    "epochs",
+    "device",
+    "threads",
+    "data_dir",
+    "download",
+    "eval_batch_size",
+    "compile",
+    "amp",
+    "channels_last",
+    "num_workers",
+    "checkpoint_every",
+}
 
 
-def checkpoint_state(model: nn.Module, optimizer: torch.optim.Optimizer, state: TrainState, config: TrainConfig,
-                     in_shape: tuple[int, ...], num_classes: int) -> dict[str, Any]:
+def checkpoint_state(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: TrainState,
+    config: TrainConfig,
+    in_shape: tuple[int, ...],
+    num_classes: int,
+) -> dict[str, Any]:
     """Everything needed to continue a run exactly where it is: weights, optimizer, ``state``, the
     global torch RNG, the config and the model's input shape ``(C, H, W)`` (or ``(C, D, H, W)``)."""
-    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), **state.to_checkpoint(config.schedule),
-            "rng": {"torch": torch.get_rng_state()}, "config": config.to_dict(), "in_shape": list(in_shape),
-            "num_classes": num_classes, "params": count_parameters(model)}
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        **state.to_checkpoint(config.schedule),
+        "rng": {"torch": torch.get_rng_state()},
+        "config": config.to_dict(),
+        "in_shape": list(in_shape),
+        "num_classes": num_classes,
+        "params": count_parameters(model),
+    }
 
 
-def restore_state(saved: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, config: TrainConfig,
-                  in_shape: tuple[int, ...], num_classes: int) -> TrainState:
+def restore_state(
+    saved: dict[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    in_shape: tuple[int, ...],
+    num_classes: int,
+) -> TrainState:
     """Loads a :func:`checkpoint_state` dict into ``model``, ``optimizer`` and the global torch RNG.
 
     Returns:
@@ -49,8 +79,10 @@ def restore_state(saved: dict[str, Any], model: nn.Module, optimizer: torch.opti
     """
     check_resumable(saved_config(saved), config, bool(getattr(model, "spatial_transformers", None)))
     if tuple(saved["in_shape"]) != in_shape or saved["num_classes"] != num_classes:
-        raise ValueError(f"resume: the checkpoint's model takes {tuple(saved['in_shape'])} images and "
-                         f"{saved['num_classes']} classes; the data gives {in_shape} and {num_classes}")
+        raise ValueError(
+            f"resume: the checkpoint's model takes {tuple(saved['in_shape'])} images and "
+            f"{saved['num_classes']} classes; the data gives {in_shape} and {num_classes}"
+        )
     model.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["optimizer"])
     torch.set_rng_state(saved["rng"]["torch"])
@@ -67,8 +99,10 @@ def check_resumable(saved: TrainConfig, given: TrainConfig, has_st: bool) -> Non
     free = RESUMABLE_CHANGES | (set() if has_st else {"transform", "transform_options", "loc_lr_mult"})
     for key, value in given.to_dict().items():
         if key not in free and getattr(saved, key) != value:
-            raise ValueError(f"resume: {key} was {getattr(saved, key)!r} in the run being resumed, got {value!r}; "
-                             f"only {', '.join(sorted(RESUMABLE_CHANGES))} may change when resuming")
+            raise ValueError(
+                f"resume: {key} was {getattr(saved, key)!r} in the run being resumed, got {value!r}; "
+                f"only {', '.join(sorted(RESUMABLE_CHANGES))} may change when resuming"
+            )
 
 
 def nonfinite_parameter(model: nn.Module) -> str | None:

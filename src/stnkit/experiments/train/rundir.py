@@ -38,12 +38,24 @@ log = logging.getLogger(__name__)
 
 # Everything an stnkit run directory may hold: the trainer's files, the animation callback's
 # (viz/animation.py) and ``stnkit show``'s default panel. Atomic-write leftovers (".NAME.*.tmp") too.
-RUN_ENTRIES = frozenset({CONFIG, CHECKPOINT, METRICS, SUMMARY, "animation.gif", "last_epoch.png",
-                         "animation_frames", "panel.png"})
+RUN_ENTRIES = frozenset(
+    {CONFIG, CHECKPOINT, METRICS, SUMMARY, "animation.gif", "last_epoch.png", "animation_frames", "panel.png"}
+)
 ASIDE_SUFFIX, LOCK_SUFFIX, TRASH_SUFFIX = ".stnkit-previous", ".stnkit-lock", ".stnkit-trash"
 # OS errors that are the filesystem's answer, not a bug: reported as one line.
-_FS_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR,
-              errno.EEXIST, errno.ENOENT, errno.EFBIG, errno.EIO}
+_FS_ERRNOS = {
+    errno.ENOSPC,
+    errno.EROFS,
+    errno.EDQUOT,
+    errno.EACCES,
+    errno.EPERM,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.EEXIST,
+    errno.ENOENT,
+    errno.EFBIG,
+    errno.EIO,
+}
 
 
 class RunDirectoryError(ValueError):
@@ -116,21 +128,32 @@ class RunDirectory:
         foreign = [e for e in entries if e not in RUN_ENTRIES]
         if foreign or not ({CONFIG, CHECKPOINT} & set(entries)):
             shown = ", ".join(foreign[:3] or entries[:3]) + (", ..." if len(foreign or entries) > 3 else "")
-            raise RunDirectoryError(f"out: {str(path)!r} holds files that are not an stnkit run ({shown}); refusing to "
-                                    f"write into it: choose an empty or new directory")
+            raise RunDirectoryError(
+                f"out: {str(path)!r} holds files that are not an stnkit run ({shown}); refusing to "
+                f"write into it: choose an empty or new directory"
+            )
         if not self.overwrite:
-            raise RunDirectoryError(f"out: {str(path)!r} already holds a run ({CHECKPOINT}); resume it (--resume), "
-                                    f"overwrite it (--overwrite) or choose another directory")
+            raise RunDirectoryError(
+                f"out: {str(path)!r} already holds a run ({CHECKPOINT}); resume it (--resume), "
+                f"overwrite it (--overwrite) or choose another directory"
+            )
         here = Path(os.getcwd())
         if path.is_symlink() or Path(os.path.abspath(path)) in (here, *here.parents):
             why = "is a symbolic link" if path.is_symlink() else "is (or holds) the current directory"
-            raise RunDirectoryError(f"out: {str(path)!r} {why}, which --overwrite cannot set aside safely; give the "
-                                    f"run directory's real path from outside it")
+            raise RunDirectoryError(
+                f"out: {str(path)!r} {why}, which --overwrite cannot set aside safely; give the "
+                f"run directory's real path from outside it"
+            )
 
     # -- the session -----------------------------------------------------------------------------------
     @contextmanager
-    def session(self, probe: Callable[[], None] | None = None, *, active: bool = True,
-                agree: Callable[[bool], bool] | None = None) -> Iterator[RunDirectory]:
+    def session(
+        self,
+        probe: Callable[[], None] | None = None,
+        *,
+        active: bool = True,
+        agree: Callable[[bool], bool] | None = None,
+    ) -> Iterator[RunDirectory]:
         """Probe, lock and prepare the directory; on a failure before :meth:`commit`, put it back.
 
         Args:
@@ -223,8 +246,9 @@ class RunDirectory:
                 self._set_aside = False
                 self.restored = True
                 shutil.rmtree(self.trash, ignore_errors=True)
-                log.warning("the run stopped before its first checkpoint; the previous run is back in %s, untouched",
-                            self.path)
+                log.warning(
+                    "the run stopped before its first checkpoint; the previous run is back in %s, untouched", self.path
+                )
             elif not (self.path / CHECKPOINT).is_file() and self.path.is_dir():
                 for name in os.listdir(self.path):  # nothing resumable: leave the directory as we found it
                     if name in self._created or _is_leftover(name):
@@ -295,8 +319,10 @@ def _busy_message(path: Path, lock_path: Path) -> str:
         pid = lock_path.read_text().strip() or "?"
     except OSError:
         pid = "?"
-    return (f"out: another stnkit process (pid {pid}) is training into {str(path)!r}; wait for it to end or "
-            f"choose another --out")
+    return (
+        f"out: another stnkit process (pid {pid}) is training into {str(path)!r}; wait for it to end or "
+        f"choose another --out"
+    )
 
 
 def _remove(path: Path) -> None:
@@ -316,8 +342,11 @@ def _restore_aside(path: Path, aside: Path, trash: Path) -> bool:
         os.rename(path, trash)  # the unfinished new run
     os.rename(aside, path)
     shutil.rmtree(trash, ignore_errors=True)
-    log.warning("an --overwrite of %s was interrupted before the new run's first checkpoint: the previous run "
-                "is back in place (the unfinished new run was removed)", path)
+    log.warning(
+        "an --overwrite of %s was interrupted before the new run's first checkpoint: the previous run "
+        "is back in place (the unfinished new run was removed)",
+        path,
+    )
     return True
 
 

@@ -37,8 +37,12 @@ class EpochTotals:
         if isinstance(value, (list, tuple)):
             loss, correct, count, seconds = (float(v) for v in value)
             return cls(loss, count, seconds, {"correct": correct})
-        return cls(float(value["loss"]), float(value["count"]), float(value["seconds"]),
-                   {str(k): float(v) for k, v in value["sums"].items()})
+        return cls(
+            float(value["loss"]),
+            float(value["count"]),
+            float(value["seconds"]),
+            {str(k): float(v) for k, v in value["sums"].items()},
+        )
 
 
 @dataclass
@@ -63,11 +67,22 @@ class TrainState:
 
     def to_checkpoint(self, schedule: str) -> dict[str, Any]:
         """The checkpoint entries of this state (the model, optimizer and RNG are added by the trainer)."""
-        return {"scheduler": {"iteration": self.iteration, "schedule": schedule}, "epoch": self.epoch,
-                "batch": self.batch, "partial": self.partial.to_checkpoint(), "metrics": list(self.metrics),
-                "elapsed_s": self.elapsed}
+        return {
+            "scheduler": {"iteration": self.iteration, "schedule": schedule},
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "partial": self.partial.to_checkpoint(),
+            "metrics": list(self.metrics),
+            "elapsed_s": self.elapsed,
+        }
 
     @classmethod
     def from_checkpoint(cls, state: dict[str, Any]) -> TrainState:
-        return cls(int(state["scheduler"]["iteration"]), int(state["epoch"]), int(state["batch"]),
-                   EpochTotals.from_checkpoint(state["partial"]), list(state["metrics"]), float(state["elapsed_s"]))
+        return cls(
+            int(state["scheduler"]["iteration"]),
+            int(state["epoch"]),
+            int(state["batch"]),
+            EpochTotals.from_checkpoint(state["partial"]),
+            list(state["metrics"]),
+            float(state["elapsed_s"]),
+        )

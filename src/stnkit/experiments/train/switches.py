@@ -10,8 +10,9 @@ def amp_dtype(device: torch.device) -> torch.dtype:
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ValueError("amp: expected a GPU with bfloat16 support, got one without (use --no-amp)")
     if device.type == "cpu" and "avx512_bf16" not in _cpu_flags() and "amx_bf16" not in _cpu_flags():
-        raise ValueError("amp: expected a CPU with bfloat16 instructions (avx512_bf16 or amx_bf16), "
-                         "got one without (use --no-amp)")
+        raise ValueError(
+            "amp: expected a CPU with bfloat16 instructions (avx512_bf16 or amx_bf16), got one without (use --no-amp)"
+        )
     return torch.bfloat16
 
 

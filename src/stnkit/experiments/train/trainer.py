@@ -64,9 +64,17 @@ class Trainer:
             owns the group); default: one process on ``config.device``.
     """
 
-    def __init__(self, config: TrainConfig, run_dir: str | Path, *, callbacks: Iterable[Any] = (),
-                 resume: bool = False, progress: bool = True, overwrite: bool = False,
-                 env: distributed.DistEnv | None = None) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        run_dir: str | Path,
+        *,
+        callbacks: Iterable[Any] = (),
+        resume: bool = False,
+        progress: bool = True,
+        overwrite: bool = False,
+        env: distributed.DistEnv | None = None,
+    ) -> None:
         self.config = config.validate()
         self.run_dir = Path(run_dir)
         self.env = env if env is not None else distributed.single_process(config.device)
@@ -141,8 +149,10 @@ class Trainer:
             try:
                 self.task.step(copy.deepcopy(self.model).train(), batch).loss.backward()
             except (RuntimeError, ValueError, TypeError) as err:
-                raise SettingsError(f"settings: one training step on one batch fails, so nothing was written "
-                                    f"({type(err).__name__}: {err})") from err
+                raise SettingsError(
+                    f"settings: one training step on one batch fails, so nothing was written "
+                    f"({type(err).__name__}: {err})"
+                ) from err
 
     # -- the loop -----------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
@@ -153,6 +163,7 @@ class Trainer:
             KeyboardInterrupt: after saving a checkpoint at the last completed step.
             RunDirectoryError: the run directory cannot be used (see ``rundir.py``).
         """
+
         # Run-directory rules (rundir.py): probe one step, lock, set an overwritten run aside; a failure
         # before the first end-of-epoch checkpoint puts it back.
         def agree(ok: bool) -> bool:
@@ -174,9 +185,14 @@ class Trainer:
             # rundir: an overwrite stopped before its first epoch puts the old run back; nothing to resume
             if main and not self._updating and self._may_save():
                 self._save()
-                log.warning("interrupted: checkpoint saved at epoch %d, batch %d in %s; continue with resume "
-                            "(stnkit train --resume --out %s)", self.state.epoch, self.state.batch,
-                            self.checkpoint_path, self.run_dir)
+                log.warning(
+                    "interrupted: checkpoint saved at epoch %d, batch %d in %s; continue with resume "
+                    "(stnkit train --resume --out %s)",
+                    self.state.epoch,
+                    self.state.batch,
+                    self.checkpoint_path,
+                    self.run_dir,
+                )
             raise
         summary = self.summary()
         if main:
@@ -192,10 +208,17 @@ class Trainer:
             self._save()  # a fresh run replaces whatever an earlier one left
             ckpt.write_jsonl(self.run_dir / ckpt.METRICS, [])
             (self.run_dir / ckpt.SUMMARY).unlink(missing_ok=True)
-        log.info("%s run %s: %s, %d parameters, %d train / %d test images, %s x %d process(es)",
-                 "resuming" if self.resumed else "starting", self.run_dir, self.label,
-                 count_parameters(self.model), len(self.train_set), len(self.test_set),
-                 self.env.device, self.env.world_size)
+        log.info(
+            "%s run %s: %s, %d parameters, %d train / %d test images, %s x %d process(es)",
+            "resuming" if self.resumed else "starting",
+            self.run_dir,
+            self.label,
+            count_parameters(self.model),
+            len(self.train_set),
+            len(self.test_set),
+            self.env.device,
+            self.env.world_size,
+        )
         call(self.callbacks, "on_train_start", self.model, self.run_dir)
 
     def _train_epoch(self, stop: StopOnSigint) -> None:
@@ -207,14 +230,22 @@ class Trainer:
             start = time.perf_counter()
             seconds_before = state.partial.seconds
             # a resumed run skips the batches done before the interruption (same order, same draws)
-            batches = batches_from(self.train_set, state.epoch, cfg.batch_size, env.rank, env.world_size,
-                                   start=state.batch)
+            batches = batches_from(
+                self.train_set, state.epoch, cfg.batch_size, env.rank, env.world_size, start=state.batch
+            )
             for i, batch in enumerate(batches, start=state.batch):
                 result, reason = self._step(self._to_device(batch))
                 names = sorted(result.sums)
                 bad, n, stopping, loss_all, *sums_all = distributed.all_reduce_sum(
-                    [float(reason is not None), float(result.count), float(stop.requested), result.loss.item(),
-                     *(result.sums[k] for k in names)], env)
+                    [
+                        float(reason is not None),
+                        float(result.count),
+                        float(stop.requested),
+                        result.loss.item(),
+                        *(result.sums[k] for k in names),
+                    ],
+                    env,
+                )
                 if bad:
                     self._diverged(reason or "another rank saw a NaN/inf loss or theta")
                 if stopping:
@@ -230,8 +261,12 @@ class Trainer:
                 seconds = seconds_before + time.perf_counter() - start
                 state.partial = state.partial.added(loss_all, n, dict(zip(names, sums_all, strict=True)), seconds)
                 self._updating = False
-                if env.is_main and cfg.checkpoint_every and state.iteration % cfg.checkpoint_every == 0 \
-                        and self._may_save():
+                if (
+                    env.is_main
+                    and cfg.checkpoint_every
+                    and state.iteration % cfg.checkpoint_every == 0
+                    and self._may_save()
+                ):
                     self._save()  # mid-epoch: a resumed run continues at the next batch
                 if env.is_main:
                     call(self.callbacks, "on_batch_end", self, lr)
@@ -248,8 +283,9 @@ class Trainer:
         if self.config.channels_last:
             batch = (x.contiguous(memory_format=torch.channels_last), *batch[1:])
         try:
-            with torch.autocast(x.device.type, dtype=self.amp_dtype or torch.bfloat16,
-                                enabled=self.amp_dtype is not None):
+            with torch.autocast(
+                x.device.type, dtype=self.amp_dtype or torch.bfloat16, enabled=self.amp_dtype is not None
+            ):
                 result = self.task.step(self.net, batch)
             finite = bool(torch.isfinite(result.loss))  # the step's sync point: the deferred theta check too
             raise_pending(x.device)
@@ -263,7 +299,8 @@ class Trainer:
         raise TrainingDiverged(
             f"training diverged at epoch {epoch + 1}, iteration {iteration + 1}: {reason}. Stopped; the last "
             f"good checkpoint ({done}) is kept in {self.checkpoint_path}. Try a lower --lr or --loc-lr-mult, "
-            f"or --grad-clip")
+            f"or --grad-clip"
+        )
 
     def _end_epoch(self) -> None:
         cfg, env, state = self.config, self.env, self.state
@@ -272,13 +309,17 @@ class Trainer:
             state.iteration -= 1  # report the step that produced it
             self._diverged(f"parameter {bad} holds NaN/inf")
         p = state.partial
-        test = self.task.evaluate(self.model, self.test_set.batches(0, cfg.eval_batch_size), env.device) \
-            if env.is_main else None
+        test = (
+            self.task.evaluate(self.model, self.test_set.batches(0, cfg.eval_batch_size), env.device)
+            if env.is_main
+            else None
+        )
         distributed.barrier(env)
         state.elapsed += p.seconds
         state.epoch, state.batch, state.partial = state.epoch + 1, 0, EpochTotals()
-        lr = self.optimizer.param_groups[0]["base_lr"] * lr_factor(cfg, max(state.iteration - 1, 0),
-                                                                     self.total_iterations)
+        lr = self.optimizer.param_groups[0]["base_lr"] * lr_factor(
+            cfg, max(state.iteration - 1, 0), self.total_iterations
+        )
         row = epoch_row(self.task, p, test, epoch=state.epoch, lr=lr, elapsed=state.elapsed)
         state.metrics.append(row)
         if not env.is_main:
@@ -300,21 +341,40 @@ class Trainer:
         """The run's ``summary.json``: what was trained, its size, the final metrics and cost."""
         cfg, state = self.config, self.state
         last = state.metrics[-1] if state.metrics else {}
-        return {"model": cfg.model, "transform": cfg.transform, "label": self.label, "task": cfg.task,
-                "digits": cfg.digits, "params": count_parameters(self.model),
-                **{f"test_{m.name}": last.get(f"test_{m.name}") for m in self.task.metrics},
-                "train_time_s": state.elapsed, "epochs": state.epoch, "iterations": state.iteration,
-                "batch_size": cfg.batch_size, "train_images": len(self.train_set),
-                "test_images": len(self.test_set), "in_shape": list(self.in_shape), **self.task.data_info(),
-                "world_size": self.env.world_size, "device": str(self.env.device),
-                "completed": state.epoch >= cfg.epochs}  # rundir: `stnkit report` leaves out incomplete runs
+        return {
+            "model": cfg.model,
+            "transform": cfg.transform,
+            "label": self.label,
+            "task": cfg.task,
+            "digits": cfg.digits,
+            "params": count_parameters(self.model),
+            **{f"test_{m.name}": last.get(f"test_{m.name}") for m in self.task.metrics},
+            "train_time_s": state.elapsed,
+            "epochs": state.epoch,
+            "iterations": state.iteration,
+            "batch_size": cfg.batch_size,
+            "train_images": len(self.train_set),
+            "test_images": len(self.test_set),
+            "in_shape": list(self.in_shape),
+            **self.task.data_info(),
+            "world_size": self.env.world_size,
+            "device": str(self.env.device),
+            "completed": state.epoch >= cfg.epochs,
+        }  # rundir: `stnkit report` leaves out incomplete runs
 
 
-def train(config: TrainConfig, run_dir: str | Path, *, callbacks: Iterable[Any] = (), resume: bool = False,
-          progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
+def train(
+    config: TrainConfig,
+    run_dir: str | Path,
+    *,
+    callbacks: Iterable[Any] = (),
+    resume: bool = False,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> dict[str, Any]:
     """Trains ``config`` into ``run_dir`` and returns the summary (see :class:`Trainer`); under
     ``torchrun`` it joins the process group first and leaves it at the end."""
     with distributed.process_group(config.device) as env:
-        return Trainer(config, run_dir, callbacks=callbacks, resume=resume, progress=progress,
-                       overwrite=overwrite, env=env).fit()
-
+        return Trainer(
+            config, run_dir, callbacks=callbacks, resume=resume, progress=progress, overwrite=overwrite, env=env
+        ).fit()

@@ -72,7 +72,7 @@ def parse_frame(data: bytes) -> GifFrame:
     palette, bits = b"", 0
     if packed & 0x80:  # global colour table
         bits = packed & 0x07
-        palette = data[pos:pos + 3 * 2 ** (bits + 1)]
+        palette = data[pos : pos + 3 * 2 ** (bits + 1)]
         pos += len(palette)
     transparent = None
     while pos < len(data):
@@ -83,11 +83,11 @@ def parse_frame(data: bytes) -> GifFrame:
                 transparent = data[pos + 6]
             pos = _skip_sub_blocks(data, pos + 2)
         elif kind == 0x2C:  # image descriptor
-            _, _, width, height, img_packed = struct.unpack("<HHHHB", data[pos + 1:pos + 10])
+            _, _, width, height, img_packed = struct.unpack("<HHHHB", data[pos + 1 : pos + 10])
             pos += 10
             if img_packed & 0x80:  # local colour table replaces the global one
                 bits = img_packed & 0x07
-                palette = data[pos:pos + 3 * 2 ** (bits + 1)]
+                palette = data[pos : pos + 3 * 2 ** (bits + 1)]
                 pos += len(palette)
             if not palette:
                 raise ValueError("gif: the image has no colour table")

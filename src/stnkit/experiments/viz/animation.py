@@ -41,8 +41,15 @@ FRAMES_DIR = "animation_frames"
 _FRAME_FILE = re.compile(r"^epoch_(\d+)\.gif$")
 
 
-def render_frame(images: Tensor, views: Sequence[HeadView], *, title: str | None = None,
-                 ncols: int | None = None, cell: float = 0.8, dpi: int = 80) -> np.ndarray:
+def render_frame(
+    images: Tensor,
+    views: Sequence[HeadView],
+    *,
+    title: str | None = None,
+    ncols: int | None = None,
+    cell: float = 0.8,
+    dpi: int = 80,
+) -> np.ndarray:
     """One animation frame: the panel of ``images`` and the heads' outputs and regions.
 
     Args:
@@ -54,8 +61,16 @@ def render_frame(images: Tensor, views: Sequence[HeadView], *, title: str | None
     Returns:
         ``(H_img, W_img, 3)`` uint8 RGB.
     """
-    fig = plot_panel(images, [v.output for v in views], [v.region for v in views],
-                     labels=[v.label for v in views], ncols=ncols, title=title, cell=cell, dpi=dpi)
+    fig = plot_panel(
+        images,
+        [v.output for v in views],
+        [v.region for v in views],
+        labels=[v.label for v in views],
+        ncols=ncols,
+        title=title,
+        cell=cell,
+        dpi=dpi,
+    )
     return figure_to_array(fig)
 
 
@@ -75,8 +90,14 @@ def frame_durations(count: int, duration_ms: int | None = None, last_ms: int = 1
     return [each] * (count - 1) + [max(each, last_ms)]
 
 
-def save_gif(frames: Sequence[np.ndarray | Any], path: str | Path, *, duration_ms: int | None = None,
-             last_ms: int = 1500, loop: int = 0) -> Path:
+def save_gif(
+    frames: Sequence[np.ndarray | Any],
+    path: str | Path,
+    *,
+    duration_ms: int | None = None,
+    last_ms: int = 1500,
+    loop: int = 0,
+) -> Path:
     """Writes frames as an animated GIF, atomically; every frame stays a frame (none are merged).
 
     Args:
@@ -130,8 +151,15 @@ class TrainingAnimation:
         >>> train(config, callbacks=[anim])                       # doctest: +SKIP
     """
 
-    def __init__(self, images: Tensor, *, ncols: int | None = None, cell: float = 0.8, dpi: int = 80,
-                 duration_ms: int | None = None) -> None:
+    def __init__(
+        self,
+        images: Tensor,
+        *,
+        ncols: int | None = None,
+        cell: float = 0.8,
+        dpi: int = 80,
+        duration_ms: int | None = None,
+    ) -> None:
         check_tensor("images", images, ndim=4, shape="(n, C, H, W)", floating=True)
         if images.shape[0] < 1:
             raise ValueError(f"images: expected at least one image, got shape {tuple(images.shape)}")
@@ -144,8 +172,10 @@ class TrainingAnimation:
         """Reads the frames a previous (interrupted) run left, to continue its animation."""
         in_shape = getattr(model, "in_shape", None)
         if in_shape is not None and tuple(in_shape) != tuple(self.images.shape[1:]):
-            raise ValueError(f"images: expected the model's input shape (n, {', '.join(map(str, in_shape))}), "
-                             f"got {tuple(self.images.shape)}")
+            raise ValueError(
+                f"images: expected the model's input shape (n, {', '.join(map(str, in_shape))}), "
+                f"got {tuple(self.images.shape)}"
+            )
         self._frames = {}
         for epoch, path in frame_files(run_dir).items():
             try:
@@ -167,12 +197,14 @@ class TrainingAnimation:
         try:
             self._write(views, epoch, metrics, Path(run_dir))
         except OSError as err:  # e.g. a full disk: the run matters more than its animation
-            logger.warning("training animation: could not write epoch %d's frame (%s); continuing without it",
-                           epoch, err)
+            logger.warning(
+                "training animation: could not write epoch %d's frame (%s); continuing without it", epoch, err
+            )
 
     def _write(self, views: list[HeadView], epoch: int, metrics: dict, run_dir: Path) -> None:
-        frame = render_frame(self.images, views, title=_caption(epoch, metrics), ncols=self.ncols,
-                             cell=self.cell, dpi=self.dpi)
+        frame = render_frame(
+            self.images, views, title=_caption(epoch, metrics), ncols=self.ncols, cell=self.cell, dpi=self.dpi
+        )
         folder = run_dir / FRAMES_DIR
         for later in [e for e in self._frames if e >= epoch]:  # a resumed run redoes these epochs
             self._frames.pop(later)

@@ -18,8 +18,16 @@ if TYPE_CHECKING:  # pragma: no cover
 PREDICTED, TRUE = "#e4572e", "#17bebb"
 
 
-def plot_boxes(images: Tensor, predicted: Tensor, true: Tensor | None = None, *, title: str | None = None,
-               ncols: int = 8, cell: float = 1.3, dpi: int = 100) -> Figure:
+def plot_boxes(
+    images: Tensor,
+    predicted: Tensor,
+    true: Tensor | None = None,
+    *,
+    title: str | None = None,
+    ncols: int = 8,
+    cell: float = 1.3,
+    dpi: int = 100,
+) -> Figure:
     """A grid of ``images`` with the predicted box (orange) and the true box (teal, dashed).
 
     Args:
@@ -51,8 +59,9 @@ def plot_boxes(images: Tensor, predicted: Tensor, true: Tensor | None = None, *,
         for boxes, colour, style in ((true, TRUE, "--"), (predicted, PREDICTED, "-")):
             if boxes is not None:
                 x0, y0, x1, y1 = (float(v) for v in boxes[i])
-                ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour, linestyle=style,
-                                       linewidth=1.5))
+                ax.add_patch(
+                    Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour, linestyle=style, linewidth=1.5)
+                )
         ax.set_axis_off()
     if title:
         fig.suptitle(title, fontsize=9)

@@ -59,8 +59,14 @@ class SamplingRegion:
         return SamplingRegion(self.outline[index], self.corners[index], pick(self.control_points), pick(self.grid))
 
 
-def frame_outline(size: Sequence[int], *, align_corners: bool = False, outline: str = "edges",
-                  points_per_side: int = 1, dtype: torch.dtype | None = None) -> Tensor:
+def frame_outline(
+    size: Sequence[int],
+    *,
+    align_corners: bool = False,
+    outline: str = "edges",
+    points_per_side: int = 1,
+    dtype: torch.dtype | None = None,
+) -> Tensor:
     """The output frame's outline in normalised output coordinates.
 
     Args:
@@ -159,8 +165,9 @@ def sampling_region(
         return coords.normalized_to_pixel(p, input_size, align_corners)
 
     per_side = points_per_side if points_per_side is not None else (1 if family.has_matrix else 16)
-    frame = frame_outline(size, align_corners=align_corners, outline=outline, points_per_side=per_side,
-                          dtype=theta.dtype).to(theta.device)  # (4 S, 2)
+    frame = frame_outline(
+        size, align_corners=align_corners, outline=outline, points_per_side=per_side, dtype=theta.dtype
+    ).to(theta.device)  # (4 S, 2)
     ring = to_pixels(family.warp_points(theta, frame))  # (N, 4 S, 2)
     corners = ring[:, ::per_side]  # (N, 4, 2)
 

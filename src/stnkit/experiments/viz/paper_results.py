@@ -18,14 +18,41 @@ from __future__ import annotations
 from ..tasks import get_task, list_tasks
 
 #: Display names of models and transforms, as the paper's tables write them.
-MODEL_LABELS = {"fcn": "FCN", "cnn": "CNN", "st-fcn": "ST-FCN", "st-cnn": "ST-CNN",
-                "2xst-fcn": "2xST-FCN", "2xst-cnn": "2xST-CNN", "ic-st-cnn": "IC-ST-CNN",
-                "multidigit-cnn": "CNN (multi-digit)", "st-cnn-single": "ST-CNN Single", "st-cnn-multi": "ST-CNN Multi"}
-TRANSFORM_LABELS = {"affine": "Aff", "projective": "Proj", "tps": "TPS", "attention": "Att",
-                    "similarity": "Sim", "translation": "Trans", "affine3d": "Aff3d"}
-DISTORTION_LABELS = {"none": "none", "r": "R", "rts": "RTS", "p": "P", "e": "E", "t": "T", "tc": "TC",
-                     "addition": "Addition", "svhn": "SVHN 64px", "svhn-128": "SVHN 128px",
-                     "mnist-sequences": "sequences 64px", "mnist-sequences-128": "sequences 128px"}
+MODEL_LABELS = {
+    "fcn": "FCN",
+    "cnn": "CNN",
+    "st-fcn": "ST-FCN",
+    "st-cnn": "ST-CNN",
+    "2xst-fcn": "2xST-FCN",
+    "2xst-cnn": "2xST-CNN",
+    "ic-st-cnn": "IC-ST-CNN",
+    "multidigit-cnn": "CNN (multi-digit)",
+    "st-cnn-single": "ST-CNN Single",
+    "st-cnn-multi": "ST-CNN Multi",
+}
+TRANSFORM_LABELS = {
+    "affine": "Aff",
+    "projective": "Proj",
+    "tps": "TPS",
+    "attention": "Att",
+    "similarity": "Sim",
+    "translation": "Trans",
+    "affine3d": "Aff3d",
+}
+DISTORTION_LABELS = {
+    "none": "none",
+    "r": "R",
+    "rts": "RTS",
+    "p": "P",
+    "e": "E",
+    "t": "T",
+    "tc": "TC",
+    "addition": "Addition",
+    "svhn": "SVHN 64px",
+    "svhn-128": "SVHN 128px",
+    "mnist-sequences": "sequences 64px",
+    "mnist-sequences-128": "sequences 128px",
+}
 
 # The numbers themselves are declared by the tasks (stnkit.experiments.tasks); these are views of them.
 #: Table 1: test error (%) on distorted MNIST.

@@ -108,8 +108,11 @@ def load_result(run: str | Path) -> RunResult:
     task = str(info.get("task", info.get("dataset", "?")))  # runs before tasks wrote "dataset"
     key = f"test_{headline(get_task(task)).name}" if task in list_tasks() else "test_error"  # the task's headline
     metrics = _read_metrics(path / "metrics.jsonl")
-    curve = [(int(m["epoch"]), float(m[key])) for m in metrics
-             if _number(m.get("epoch")) is not None and _number(m.get(key)) is not None]
+    curve = [
+        (int(m["epoch"]), float(m[key]))
+        for m in metrics
+        if _number(m.get("epoch")) is not None and _number(m.get(key)) is not None
+    ]
     test_error = _number(summary.get(key))
     if test_error is None and curve:
         test_error = curve[-1][1]
@@ -119,12 +122,20 @@ def load_result(run: str | Path) -> RunResult:
     model = str(info.get("model", "?"))
     transform = info.get("transform") if has_transformer(model) else None
     return RunResult(
-        path=path, model=model, transform=str(transform) if transform else None,
-        distortion=task, digits=str(info.get("digits", "mnist")),
-        test_error=test_error, params=info.get("params"), train_time_s=train_time,
+        path=path,
+        model=model,
+        transform=str(transform) if transform else None,
+        distortion=task,
+        digits=str(info.get("digits", "mnist")),
+        test_error=test_error,
+        params=info.get("params"),
+        train_time_s=train_time,
         epochs=info.get("epochs") if summary else (curve[-1][0] if curve else None),
-        iterations=info.get("iterations") if summary else None, curve=curve, complete=_completed(summary, config),
-        train_images=summary.get("train_images"), embedded=bool(summary.get("embedded", False)),
+        iterations=info.get("iterations") if summary else None,
+        curve=curve,
+        complete=_completed(summary, config),
+        train_images=summary.get("train_images"),
+        embedded=bool(summary.get("embedded", False)),
     )
 
 
@@ -160,9 +171,10 @@ def runs_table(results: Sequence[RunResult], base: Path, cpu: Mapping[str | Path
         cpu: CPU seconds (user + sys) per run directory, where known (``stnkit grid`` records them).
     """
     seconds = {Path(p).resolve(): s for p, s in (cpu or {}).items()}
-    lines = ["| run | model | data | test error % | paper % | params | training time | CPU min | epochs "
-             "| iterations |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| run | model | data | test error % | paper % | params | training time | CPU min | epochs | iterations |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in results:
         name = f"`{_relative(r.path, base)}`" + ("" if r.complete else " (incomplete)")
         data = f"{r.digits} {DISTORTION_LABELS.get(r.distortion, r.distortion)}"
@@ -174,9 +186,11 @@ def runs_table(results: Sequence[RunResult], base: Path, cpu: Mapping[str | Path
         params = f"{r.params:,}" if isinstance(r.params, int) else "—"
         used = seconds.get(r.path.resolve())
         minutes = _fmt(None if used is None else used / 60, 1)
-        lines.append(f"| {name} | {r.label} | {data} | {_fmt(r.test_error)} | {_fmt(ref, 1)} | {params} | "
-                     f"{_fmt_time(r.train_time_s)} | {minutes} | {r.epochs if r.epochs is not None else '—'} | "
-                     f"{r.iterations if r.iterations is not None else '—'} |")
+        lines.append(
+            f"| {name} | {r.label} | {data} | {_fmt(r.test_error)} | {_fmt(ref, 1)} | {params} | "
+            f"{_fmt_time(r.train_time_s)} | {minutes} | {r.epochs if r.epochs is not None else '—'} | "
+            f"{r.iterations if r.iterations is not None else '—'} |"
+        )
     return "\n".join(lines)
 
 
@@ -212,8 +226,13 @@ def plot_learning_curves(results: Sequence[RunResult], path: str | Path, *, dpi:
         if not points:
             continue
         epochs, errors = zip(*points, strict=True)
-        ax.plot(epochs, errors, marker="o" if len(points) < 30 else None, markersize=3,
-                label=f"{r.label} · {DISTORTION_LABELS.get(r.distortion, r.distortion)} · {r.path.name}")
+        ax.plot(
+            epochs,
+            errors,
+            marker="o" if len(points) < 30 else None,
+            markersize=3,
+            label=f"{r.label} · {DISTORTION_LABELS.get(r.distortion, r.distortion)} · {r.path.name}",
+        )
         plotted += 1
     ax.set_yscale("log")
     plain = FuncFormatter(lambda v, _: f"{v:g}")
@@ -231,8 +250,14 @@ def plot_learning_curves(results: Sequence[RunResult], path: str | Path, *, dpi:
     return save_figure(fig, path)
 
 
-def write_report(runs: Sequence[str | Path], out: str | Path, *, note: str = "",
-                 planned: Mapping[CellKey, int] | None = None, cpu: Mapping[str | Path, float] | None = None) -> Path:
+def write_report(
+    runs: Sequence[str | Path],
+    out: str | Path,
+    *,
+    note: str = "",
+    planned: Mapping[CellKey, int] | None = None,
+    cpu: Mapping[str | Path, float] | None = None,
+) -> Path:
     """Writes the markdown report of ``runs`` and its learning-curve PNG beside it.
 
     The report holds the paper's tables (Table 1, the TC row, Table 4) where any run or planned cell is
@@ -259,15 +284,27 @@ def write_report(runs: Sequence[str | Path], out: str | Path, *, note: str = "",
     results = [load_result(r) for r in runs]
     curves = plot_learning_curves(results, out.with_name(f"{out.stem}_curves.png"))
     base = out.parent
-    parts = ["# Results", "",
-             f"{len(results)} run(s). Test error in %, each cell **ours** / the paper's (Jaderberg et al., "
-             "NIPS 2015). Ours is the mean over a cell's complete runs (seeds), ± their sample standard "
-             "deviation and their count (n) where there are several; the paper averages 3 seeds. "
-             "`incomplete`: a run started but not finished (never averaged in); `not run`: planned but not "
-             "started; `—`: no run and none planned, or no paper number. Runs on fewer than the 60,000 "
-             "training digits (see the data column of the runs) are not comparable with the paper.", ""]
+    parts = [
+        "# Results",
+        "",
+        f"{len(results)} run(s). Test error in %, each cell **ours** / the paper's (Jaderberg et al., "
+        "NIPS 2015). Ours is the mean over a cell's complete runs (seeds), ± their sample standard "
+        "deviation and their count (n) where there are several; the paper averages 3 seeds. "
+        "`incomplete`: a run started but not finished (never averaged in); `not run`: planned but not "
+        "started; `—`: no run and none planned, or no paper number. Runs on fewer than the 60,000 "
+        "training digits (see the data column of the runs) are not comparable with the paper.",
+        "",
+    ]
     parts += [note, ""] if note else []
     parts += report_tables(results, planned)
-    parts += ["## Runs", "", runs_table(results, base, cpu), "",
-              "## Learning curves", "", f"![test error per epoch]({curves.name})", ""]
+    parts += [
+        "## Runs",
+        "",
+        runs_table(results, base, cpu),
+        "",
+        "## Learning curves",
+        "",
+        f"![test error per epoch]({curves.name})",
+        "",
+    ]
     return atomic_write(out, "\n".join(parts).encode())

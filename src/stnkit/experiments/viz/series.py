@@ -34,8 +34,13 @@ def map_back(points: Tensor, sts: Sequence[SpatialTransformer], thetas: Sequence
     return points
 
 
-def _region_back(region: SamplingRegion, size: tuple[int, ...], align_corners: bool,
-                 sts: Sequence[SpatialTransformer], thetas: Sequence[Tensor]) -> SamplingRegion:
+def _region_back(
+    region: SamplingRegion,
+    size: tuple[int, ...],
+    align_corners: bool,
+    sts: Sequence[SpatialTransformer],
+    thetas: Sequence[Tensor],
+) -> SamplingRegion:
     """``region`` in image pixels of the last transformer's input frame -> the image's, via :func:`map_back`."""
 
     def back(pixels: Tensor) -> Tensor:
@@ -47,12 +52,14 @@ def _region_back(region: SamplingRegion, size: tuple[int, ...], align_corners: b
     def back_optional(pixels: Tensor | None) -> Tensor | None:
         return None if pixels is None else back(pixels)
 
-    return SamplingRegion(back(region.outline), back(region.corners), back_optional(region.control_points),
-                          back_optional(region.grid))
+    return SamplingRegion(
+        back(region.outline), back(region.corners), back_optional(region.control_points), back_optional(region.grid)
+    )
 
 
-def series_regions(model: nn.Module, images: Tensor, outline: str = "edges"
-                   ) -> list[tuple[Tensor, Tensor, SamplingRegion]]:
+def series_regions(
+    model: nn.Module, images: Tensor, outline: str = "edges"
+) -> list[tuple[Tensor, Tensor, SamplingRegion]]:
     """For each transformer of the series: what it reads, resampled from the image, its theta, and
     its region on the image.
 

@@ -20,8 +20,16 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger(__name__)
 
 
-def plot_transformer(model: nn.Module, images: Tensor, *, title: str | None = None, ncols: int | None = None,
-                     outline: str = "edges", cell: float = 1.0, dpi: int = 100) -> Figure:
+def plot_transformer(
+    model: nn.Module,
+    images: Tensor,
+    *,
+    title: str | None = None,
+    ncols: int | None = None,
+    outline: str = "edges",
+    cell: float = 1.0,
+    dpi: int = 100,
+) -> Figure:
     """The panel of ``images`` through every spatial transformer of ``model``.
 
     Args:
@@ -40,10 +48,20 @@ def plot_transformer(model: nn.Module, images: Tensor, *, title: str | None = No
     """
     views = apply_transformers(model, images, outline=outline)
     if not views:
-        raise ValueError(f"model: expected a model with a spatial transformer, got {type(model).__name__} "
-                         f"without one (fcn and cnn have nothing to show)")
-    return plot_panel(images, [v.output for v in views], [v.region for v in views],
-                      labels=[v.label for v in views], title=title, ncols=ncols, cell=cell, dpi=dpi)
+        raise ValueError(
+            f"model: expected a model with a spatial transformer, got {type(model).__name__} "
+            f"without one (fcn and cnn have nothing to show)"
+        )
+    return plot_panel(
+        images,
+        [v.output for v in views],
+        [v.region for v in views],
+        labels=[v.label for v in views],
+        title=title,
+        ncols=ncols,
+        cell=cell,
+        dpi=dpi,
+    )
 
 
 def run_title(config: Any) -> str:
@@ -116,8 +134,7 @@ def npz_images(path: str | Path, in_shape: tuple[int, ...], n: int, seed: int = 
     return fit_to_size(images, in_shape[1:], in_shape[0])  # (n, C, H, W)
 
 
-def show_run(run: str | Path, out: str | Path, *, npz: str | Path | None = None, n: int = 16,
-             seed: int = 0) -> Path:
+def show_run(run: str | Path, out: str | Path, *, npz: str | Path | None = None, n: int = 16, seed: int = 0) -> Path:
     """Draws a trained run's transformer on ``n`` real images and writes the panel PNG.
 
     Args:
@@ -140,8 +157,10 @@ def show_run(run: str | Path, out: str | Path, *, npz: str | Path | None = None,
     model, config = load_run(run)
     in_shape = tuple(getattr(model, "in_shape", ()))
     if len(in_shape) == 4:
-        raise ValueError(f"run: stnkit show draws models of images (C, H, W); {str(run)!r} is a model of volumes "
-                         f"{in_shape} (mnist3d), which has no panel yet")
+        raise ValueError(
+            f"run: stnkit show draws models of images (C, H, W); {str(run)!r} is a model of volumes "
+            f"{in_shape} (mnist3d), which has no panel yet"
+        )
     if npz is None and callable(getattr(model, "boxes", None)):  # localisation (co-localisation): boxes
         from ..train import make_task
         from .boxes import plot_boxes

@@ -131,8 +131,11 @@ def _extra_rows(cells: Cells, tasks: Sequence[str], rows: Sequence[RowKey]) -> l
 def table1(cells: Cells) -> str:
     """Table 1: the paper's models (then any other run on R/RTS/P/E) x R, RTS, P, E."""
     rows = list(TABLE1) + _extra_rows(cells, TABLE1_COLUMNS, list(TABLE1))
-    return markdown("model", [DISTORTION_LABELS[c] for c in TABLE1_COLUMNS],
-                    [(row_label(*k), [cells.text((*k, c)) for c in TABLE1_COLUMNS]) for k in rows])
+    return markdown(
+        "model",
+        [DISTORTION_LABELS[c] for c in TABLE1_COLUMNS],
+        [(row_label(*k), [cells.text((*k, c)) for c in TABLE1_COLUMNS]) for k in rows],
+    )
 
 
 def tc_row(cells: Cells) -> str:
@@ -143,15 +146,17 @@ def tc_row(cells: Cells) -> str:
         transforms = list(dict.fromkeys(named)) if has_transformer(model) and named else [None]
         columns += [(model, t) for t in transforms]
     columns += _extra_rows(cells, ("tc",), columns)
-    return markdown("task", [row_label(*k) for k in columns],
-                    [(DISTORTION_LABELS["tc"], [cells.text((*k, "tc")) for k in columns])])
+    return markdown(
+        "task", [row_label(*k) for k in columns], [(DISTORTION_LABELS["tc"], [cells.text((*k, "tc")) for k in columns])]
+    )
 
 
 def table4(cells: Cells) -> str:
     """Table 4: the paper's models (then any other run on addition) x the addition error."""
     rows = list(TABLE4) + _extra_rows(cells, ("addition",), list(TABLE4))
-    return markdown("model", [DISTORTION_LABELS["addition"]],
-                    [(row_label(*k), [cells.text((*k, "addition"))]) for k in rows])
+    return markdown(
+        "model", [DISTORTION_LABELS["addition"]], [(row_label(*k), [cells.text((*k, "addition"))]) for k in rows]
+    )
 
 
 def other_table(cells: Cells, exclude: Sequence[str] = PAPER_DISTORTIONS) -> str | None:
@@ -161,8 +166,11 @@ def other_table(cells: Cells, exclude: Sequence[str] = PAPER_DISTORTIONS) -> str
         return None
     tasks = list(dict.fromkeys(k[2] for k in keys))
     rows = list(dict.fromkeys((m, t) for m, t, _ in keys))
-    return markdown("model", [DISTORTION_LABELS.get(t, t) for t in tasks],
-                    [(row_label(*k), [cells.text((*k, t)) for t in tasks]) for k in rows])
+    return markdown(
+        "model",
+        [DISTORTION_LABELS.get(t, t) for t in tasks],
+        [(row_label(*k), [cells.text((*k, t)) for t in tasks]) for k in rows],
+    )
 
 
 def report_tables(results: Sequence[Result], planned: Mapping[CellKey, int] | None = None) -> list[str]:
@@ -171,11 +179,23 @@ def report_tables(results: Sequence[Result], planned: Mapping[CellKey, int] | No
     parts: list[str] = []
     mnist = Cells(results, planned or {}, "mnist")
     if any(k[2] in PAPER_DISTORTIONS for k in mnist.keys()):
-        parts += ["## Table 1: distorted MNIST", "", table1(mnist), "",
-                  "## Translated cluttered MNIST (TC, 60x60)", "",
-                  "The paper gives these in its text (section 4.1) and names no transform for ST-FCN and "
-                  "ST-CNN; its number stands beside every transform run here.", "", tc_row(mnist), "",
-                  "## Table 4: MNIST addition", "", table4(mnist), ""]
+        parts += [
+            "## Table 1: distorted MNIST",
+            "",
+            table1(mnist),
+            "",
+            "## Translated cluttered MNIST (TC, 60x60)",
+            "",
+            "The paper gives these in its text (section 4.1) and names no transform for ST-FCN and "
+            "ST-CNN; its number stands beside every transform run here.",
+            "",
+            tc_row(mnist),
+            "",
+            "## Table 4: MNIST addition",
+            "",
+            table4(mnist),
+            "",
+        ]
     other = other_table(mnist)
     if other:
         parts += ["## Other MNIST tasks", "", other, ""]

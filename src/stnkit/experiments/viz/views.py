@@ -42,8 +42,9 @@ def spatial_transformers(model: nn.Module) -> list[SpatialTransformer]:
     return [m for m in model.modules() if isinstance(m, SpatialTransformer)]
 
 
-def apply_transformers(model: nn.Module | Sequence[SpatialTransformer], images: Tensor, *,
-                       outline: str = "edges") -> list[HeadView]:
+def apply_transformers(
+    model: nn.Module | Sequence[SpatialTransformer], images: Tensor, *, outline: str = "edges"
+) -> list[HeadView]:
     """Passes ``images`` through each spatial transformer of ``model`` and maps where each head read.
 
     Every transformer is applied to ``images`` themselves (the paper's layout: transformers at the
@@ -70,8 +71,10 @@ def apply_transformers(model: nn.Module | Sequence[SpatialTransformer], images: 
     total = sum(st.heads for st in sts)
     for st in sts:
         if st.transform.ndim != 2:
-            raise ValueError(f"model: expected 2-D spatial transformers to draw, got a {st.transform.ndim}-D "
-                             f"{st.transform.name!r} transformer")
+            raise ValueError(
+                f"model: expected 2-D spatial transformers to draw, got a {st.transform.ndim}-D "
+                f"{st.transform.name!r} transformer"
+            )
     for s, st in enumerate(sts):
         param = next(st.parameters(), None)
         x = images if param is None else images.to(device=param.device, dtype=param.dtype)
@@ -82,10 +85,17 @@ def apply_transformers(model: nn.Module | Sequence[SpatialTransformer], images: 
         out = out.reshape(n, heads, -1, *size).float().cpu()  # (n, heads, C, H', W') for either head_output
         theta = theta.reshape(n, heads, -1)  # (n, heads, P), on the transformer's device
         for h in range(heads):
-            region = sampling_region(st.transform, theta[:, h].float(), size, tuple(x.shape[2:]),
-                                     align_corners=st.align_corners, outline=outline)
-            views.append(HeadView(out[:, h], theta[:, h].float().cpu(), _to_cpu(region),
-                                  _label(s, h, len(sts), heads, total)))
+            region = sampling_region(
+                st.transform,
+                theta[:, h].float(),
+                size,
+                tuple(x.shape[2:]),
+                align_corners=st.align_corners,
+                outline=outline,
+            )
+            views.append(
+                HeadView(out[:, h], theta[:, h].float().cpu(), _to_cpu(region), _label(s, h, len(sts), heads, total))
+            )
     return views
 
 
@@ -96,17 +106,21 @@ def _series_views(model: nn.Module, images: Tensor, outline: str) -> list[HeadVi
     x = images if param is None else images.to(device=param.device, dtype=param.dtype)
     with _EvalMode(model):
         results = series_regions(model, x, outline)
-    return [HeadView(view.float().cpu(), theta.float().cpu(), _to_cpu(region),
-                     "output" if len(results) == 1 else f"ST {k + 1}")
-            for k, (view, theta, region) in enumerate(results)]
+    return [
+        HeadView(
+            view.float().cpu(), theta.float().cpu(), _to_cpu(region), "output" if len(results) == 1 else f"ST {k + 1}"
+        )
+        for k, (view, theta, region) in enumerate(results)
+    ]
 
 
 def _to_cpu(region: SamplingRegion) -> SamplingRegion:
     def move(t: Tensor | None) -> Tensor | None:
         return None if t is None else t.float().cpu()
 
-    return SamplingRegion(region.outline.float().cpu(), region.corners.float().cpu(), move(region.control_points),
-                          move(region.grid))
+    return SamplingRegion(
+        region.outline.float().cpu(), region.corners.float().cpu(), move(region.control_points), move(region.grid)
+    )
 
 
 def _label(s: int, h: int, n_st: int, heads: int, total: int) -> str:
