@@ -31,5 +31,7 @@ def test_pyproject_reads_the_version_from_the_package():
 
 
 def test_changelog_names_the_version():
-    first = re.search(r"^## \[([^\]]+)\]", (ROOT / "CHANGELOG.md").read_text(), re.MULTILINE)
-    assert first and first.group(1) == stnkit.__version__
+    """The first released section is the package's version; an ``[Unreleased]`` section may precede it."""
+    sections = re.findall(r"^## \[([^\]]+)\]", (ROOT / "CHANGELOG.md").read_text(), re.MULTILINE)
+    released = [v for v in sections if v != "Unreleased"]
+    assert released and released[0] == stnkit.__version__
