@@ -33,7 +33,9 @@ def test_equals_one_warp_per_head(name, shape):
     out = stnkit.warp_heads(x, theta, name, size)
     ref = _copied(x, theta, name, size)
     assert out.shape == (3, 4, shape[0], *size)
-    torch.testing.assert_close(out, ref, rtol=0, atol=0)  # forward: the same reads, bit for bit
+    # forward: the same reads; the grid's matrix products may round in the last bit differently with the
+    # batch size on some CPUs (AMD EPYC, TPS and affine3d: 1.3e-15), hence not bit for bit
+    torch.testing.assert_close(out, ref, rtol=1e-13, atol=1e-13)
     w = torch.rand(out.shape, generator=g, dtype=torch.float64)
     grads = torch.autograd.grad((out * w).sum(), (x, theta))
     ref_grads = torch.autograd.grad((ref * w).sum(), (x, theta))
@@ -51,7 +53,7 @@ def test_sampling_options_match(name, options):
     if name == "attention":
         theta[..., 0] = torch.tensor([0.25, 1.0, 3.0], dtype=torch.float64)  # zoom-in, identity, 3x shrink
     out = stnkit.warp_heads(x, theta, name, (5, 6), **options)
-    torch.testing.assert_close(out, _copied(x, theta, name, (5, 6), **options), rtol=0, atol=1e-15)
+    torch.testing.assert_close(out, _copied(x, theta, name, (5, 6), **options), rtol=1e-13, atol=1e-13)
 
 
 def test_gradcheck_float64():
