@@ -12,9 +12,8 @@ Example:
 
 from __future__ import annotations
 
-from . import coloc, cub, digits, parts, registration, sequences, svhn, volumes  # noqa: F401  (coloc, coloc-tc,
-
-# cub; r ... none; parts; registration; mnist-sequences(-128), svhn(-128); mnist3d)
+# Registers coloc, coloc-tc; cub; r ... none; parts; registration; mnist-sequences(-128), svhn(-128); mnist3d.
+from . import coloc, cub, digits, parts, registration, sequences, svhn, volumes  # noqa: F401
 from .base import TASKS, EpochData, Metric, StepResult, Task, get_task, headline, list_tasks, register_task
 from .digits import DigitTask, classification_error
 

@@ -13,29 +13,23 @@ paper's Inception-BN, which those libraries do not ship).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any, ClassVar
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
 from ..data.cub import NUM_CLASSES, CubData, CubImages, find_cub
-from .base import Batch, Metric, StepResult, Task, register_task
-from .digits import classification_error
+from .base import Metric, register_task
+from .digits import ClassificationTask
 
 #: Table 3 (accuracy %, the paper's Inception-BN models).
 TABLE3 = {"CNN 224px": 82.3, "2xST-CNN 224px": 83.1, "2xST-CNN 448px": 83.9, "4xST-CNN 448px": 84.1}
 
 
 @register_task
-class Cub(Task):
+class Cub(ClassificationTask):  # batch[2], the boxes, is for scoring localisation only
     """CUB-200-2011: 200 species, 5,994 training / 5,794 test images, scored by accuracy."""
 
     name = "cub"
     title = "CUB-200-2011 birds (Table 3), 200 species"
     metrics: ClassVar[tuple[Metric, ...]] = (Metric("accuracy", lower_is_better=False), Metric("error"))
-    scored_on: ClassVar[str] = "test"
     models: ClassVar[tuple[str, ...]] = ("cnn", "down-cnn", "2xattn-cnn", "4xattn-cnn")
     options: ClassVar[tuple[str, ...]] = ("size", "resize", "workers")
     recipe: ClassVar[dict[str, Any]] = {
@@ -85,20 +79,9 @@ class Cub(Task):
     def data_info(self) -> dict[str, Any]:
         return {"data_source": str(self.train_data().images.folder)}
 
-    def step(self, model: nn.Module, batch: Batch) -> StepResult:
-        x, y = batch[0], batch[1]  # batch[2], the boxes, is for scoring localisation only
-        logits = model(x)  # (n, 200)
-        loss = F.cross_entropy(logits, y, reduction="sum")
-        return StepResult(loss, len(y), {"correct": float((logits.argmax(1) == y).sum())})
-
     def train_metrics(self, sums: dict[str, float], count: float) -> dict[str, float]:
         accuracy = 100 * sums.get("correct", 0.0) / max(count, 1)
         return {"accuracy": accuracy, "error": 100 - accuracy}
-
-    def evaluate(
-        self, model: nn.Module, batches: Iterable[Batch], device: torch.device | str | None = None
-    ) -> dict[str, Any]:
-        return classification_error(model, ((b[0], b[1]) for b in batches), device)
 
     @classmethod
     def paper_value(cls, model: str, transform: str | None, digits: str = "mnist") -> float | None:

@@ -58,12 +58,32 @@ def classification_error(
     return {"error": 100.0 * (n - correct) / n, "accuracy": 100.0 * correct / n, "n": n}
 
 
-class DigitTask(Task):
-    """A distorted-digit classification task: ``name`` is the distortion's name."""
+class ClassificationTask(Task):
+    """A task whose batches start with ``(x, y)`` class labels: cross-entropy, scored by the
+    classification error on its test set (extra batch entries, e.g. boxes, are for scoring only)."""
 
     metrics: ClassVar[tuple[Metric, ...]] = (Metric("error", lower_is_better=True),)
-    models: ClassVar[tuple[str, ...]] = CLASSIFIERS
     scored_on: ClassVar[str] = "test"
+
+    def step(self, model: nn.Module, batch: Batch) -> StepResult:
+        x, y = batch[0], batch[1]
+        logits = model(x)  # (n, classes)
+        loss = F.cross_entropy(logits, y, reduction="sum")
+        return StepResult(loss, len(y), {"correct": float((logits.argmax(1) == y).sum())})
+
+    def train_metrics(self, sums: dict[str, float], count: float) -> dict[str, float]:
+        return {"error": 100 * (1 - sums.get("correct", 0.0) / max(count, 1))}
+
+    def evaluate(
+        self, model: nn.Module, batches: Iterable[Batch], device: torch.device | str | None = None
+    ) -> dict[str, Any]:
+        return classification_error(model, ((b[0], b[1]) for b in batches), device)
+
+
+class DigitTask(ClassificationTask):
+    """A distorted-digit classification task: ``name`` is the distortion's name."""
+
+    models: ClassVar[tuple[str, ...]] = CLASSIFIERS
     # The trainer's defaults (Adam 2e-3, cosine, batch 256) are the digit recipe; a task may override them.
     recipe: ClassVar[dict[str, Any]] = {}
     pictures: ClassVar[str] = (
@@ -116,20 +136,6 @@ class DigitTask(Task):
     def data_info(self) -> dict[str, Any]:
         digits = self.train_data().digits
         return {"data_source": digits.source, "embedded": bool(digits.embedded)}
-
-    def step(self, model: nn.Module, batch: Batch) -> StepResult:
-        x, y = batch
-        logits = model(x)  # (n, classes)
-        loss = F.cross_entropy(logits, y, reduction="sum")
-        return StepResult(loss, len(y), {"correct": float((logits.argmax(1) == y).sum())})
-
-    def train_metrics(self, sums: dict[str, float], count: float) -> dict[str, float]:
-        return {"error": 100 * (1 - sums.get("correct", 0.0) / max(count, 1))}
-
-    def evaluate(
-        self, model: nn.Module, batches: Iterable[Batch], device: torch.device | str | None = None
-    ) -> dict[str, Any]:
-        return classification_error(model, batches, device)  # type: ignore[arg-type]
 
     @classmethod
     def paper_value(cls, model: str, transform: str | None, digits: str = "mnist") -> float | None:

@@ -23,29 +23,23 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any, ClassVar
-
-import torch
-import torch.nn.functional as F
-from torch import nn
 
 from ..data import load_digits
 from ..data.volumes import MIN_SIZE, DigitVolumes, slab_thickness
-from .base import Batch, Metric, StepResult, Task, register_task
-from .digits import classification_error
+from .base import register_task
+from .digits import ClassificationTask
 
 #: The paper's volume side.
 SIZE = 60
 
 
 @register_task
-class Mnist3d(Task):
+class Mnist3d(ClassificationTask):
     """Digits at random 3-D poses in volumes, flattened along depth by the models (see the module docs)."""
 
     name = "mnist3d"
     title = "3-D: an MNIST digit extruded into a volume at a random 3-D pose"
-    metrics: ClassVar[tuple[Metric, ...]] = (Metric("error", lower_is_better=True),)
     models: ClassVar[tuple[str, ...]] = ("flat-cnn", "st3d-cnn")
     options: ClassVar[tuple[str, ...]] = ("size",)
     recipe: ClassVar[dict[str, Any]] = {"model": "st3d-cnn", "transform": "affine3d"}
@@ -86,17 +80,3 @@ class Mnist3d(Task):
 
     def data_info(self) -> dict[str, Any]:
         return {"data_source": self.train_data().source, "size": self.size, "slab": slab_thickness(self.size)}
-
-    def step(self, model: nn.Module, batch: Batch) -> StepResult:
-        x, y = batch
-        logits = model(x)  # (n, 10)
-        loss = F.cross_entropy(logits, y, reduction="sum")
-        return StepResult(loss, len(y), {"correct": float((logits.argmax(1) == y).sum())})
-
-    def train_metrics(self, sums: dict[str, float], count: float) -> dict[str, float]:
-        return {"error": 100 * (1 - sums.get("correct", 0.0) / max(count, 1))}
-
-    def evaluate(
-        self, model: nn.Module, batches: Iterable[Batch], device: torch.device | str | None = None
-    ) -> dict[str, Any]:
-        return classification_error(model, batches, device)  # type: ignore[arg-type]
