@@ -13,6 +13,7 @@ from . import data
 from .models import count_parameters, create_model, describe_model, list_models
 from .models.network import MODELS
 from .tasks import TASKS, headline
+from .train.build import default_downsample
 
 
 def print_list(params: bool = False) -> None:
@@ -82,6 +83,6 @@ def _count_parameters(model: str, in_shape: tuple[int, ...], num_classes: int) -
             in_shape=in_shape,
             num_classes=num_classes,
             transform=families[0] if families else "affine",
-            downsample=max(in_shape[1:]) > 28,
+            downsample=default_downsample(model, in_shape),  # as `stnkit train` builds it
         )
     )

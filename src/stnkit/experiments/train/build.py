@@ -39,7 +39,8 @@ def default_downsample(model: str, in_shape: tuple[int, ...]) -> bool:
     """The paper's 2x average pool after the transformers: on for a model with transformers and an
     input larger than 28x28 (RTS, TC, addition). The plain FCN and CNN see the whole input (42x42 on
     RTS), as the paper's baselines most likely did (docs/results.md, "CNN baseline")."""
-    return "st-" in model and max(in_shape[1:]) > 28  # st-cnn, 2xst-fcn, ic-st-cnn, ...
+    # st-cnn, 2xst-fcn, ic-st-cnn, ...; not the volume models (st3d-cnn, flat-cnn): both flatten unpooled
+    return "st-" in model and max(in_shape[1:]) > 28
 
 
 def saved_config(state: dict[str, Any], where: str = "run") -> TrainConfig:
