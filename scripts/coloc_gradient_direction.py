@@ -1,6 +1,8 @@
 """Does the co-localisation loss pull a window towards its digit? (docs/results.md, co-localisation)
 
-    STNKIT_DATA_DIR=/work/shared/data/mnist python scripts/coloc_gradient_direction.py [TASK] [CLASS ...]
+    STNKIT_DATA_DIR=/work/shared/data/mnist python scripts/coloc_gradient_direction.py [TASK] [CLASS ...] [OPTIONS]
+
+OPTIONS: the task's options as JSON, e.g. '{"encoder_clutter": true, "encoder_shift": 4}'.
 
 For centred windows of scale 1/3 (crop-sized), 0.5, 0.7 and 0.9 on the task's 100 images of a class:
 the paper's triplet loss (random 28x28 negatives of each image, seed 0) and the mean cosine between
@@ -12,6 +14,7 @@ softmax).
 
 from __future__ import annotations
 
+import json
 import sys
 
 import torch
@@ -24,10 +27,10 @@ from stnkit.experiments.tasks import get_task
 from stnkit.experiments.tasks.boxes import triplet_hinge_loss
 
 
-def main(task_name: str, classes: list[int]) -> None:
+def main(task_name: str, classes: list[int], options: dict | None = None) -> None:
     torch.set_num_threads(1)
     for cls in classes:
-        task = get_task(task_name)(classes=[cls])
+        task = get_task(task_name)(**{**(options or {}), "classes": [cls]})
         model = create_model("coloc-st", in_shape=(1, 84, 84), num_classes=10, transform="attention")
         task.prepare_model(model)  # pretrains (or loads the cached) encoder
         data = task.train_data()
@@ -49,4 +52,6 @@ def main(task_name: str, classes: list[int]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "coloc", [int(c) for c in sys.argv[2:]] or [1, 3, 7])
+    args = sys.argv[2:]
+    options = json.loads(args.pop()) if args and args[-1].startswith("{") else None
+    main(sys.argv[1] if len(sys.argv) > 1 else "coloc", [int(c) for c in args] or [1, 3, 7], options)

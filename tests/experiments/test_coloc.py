@@ -292,3 +292,47 @@ def test_bad_sizes_are_named():
         create_model("coloc-st", in_shape=(1, 84, 84), num_classes=10, transform="attention", crop=0)
     with pytest.raises(ValueError, match="in_shape"):
         create_model("coloc-st", in_shape=(1, 12, 12), num_classes=10, transform="attention")
+
+
+# -- the encoder's pretraining inputs and the embedding (options) ----------------------------------
+def test_encoder_inputs_shift_the_digit_and_add_clutter_of_other_digits():
+    from stnkit.experiments.tasks.coloc import encoder_inputs
+
+    images = torch.zeros(6, 28, 28, dtype=torch.uint8)
+    images[:, 10:18, 10:18] = 255  # an 8x8 square in the centre
+    digits = Digits(images, torch.zeros(6, dtype=torch.long), "squares")
+    index = torch.arange(6)
+    plain = encoder_inputs(digits, index, torch.Generator().manual_seed(0))
+    assert plain.shape == (6, 1, 28, 28) and torch.equal(plain[:, 0], images.float() / 255)
+    shifted = encoder_inputs(digits, index, torch.Generator().manual_seed(0), shift=4)
+    assert shifted.shape == (6, 1, 28, 28) and torch.equal(shifted.sum((1, 2, 3)), plain.sum((1, 2, 3)))  # moved
+    for x in shifted[:, 0]:  # the square moved by at most 4 pixels along each axis, whole pixels
+        rows, cols = torch.nonzero(x, as_tuple=True)
+        assert x.max() == 1 and 6 <= int(rows.min()) <= 14 and 6 <= int(cols.min()) <= 14
+        assert int(rows.max()) - int(rows.min()) == 7 and int(cols.max()) - int(cols.min()) == 7
+    # clutter: the square stays whole (maximum of the overlaps) and 6x6 patches of the others add ink
+    cluttered = encoder_inputs(digits, index, torch.Generator().manual_seed(1), clutter=True, shift=28)
+    assert (cluttered.sum((1, 2, 3)) <= 64 + 2 * PATCHES * 36).all() and cluttered.max() == 1
+    clutter_only = encoder_inputs(Digits(images * 0, digits.labels, "blank"), index, torch.Generator(), clutter=True)
+    assert torch.equal(clutter_only, torch.zeros(6, 1, 28, 28))  # blank digits: blank patches
+
+
+def test_encoder_options_are_checked_and_name_the_cache(data_dir, tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="encoder_shift"):
+        get_task("coloc-tc")(encoder_shift=-1)
+    with pytest.raises(ValueError, match="encoder_clutter"):
+        get_task("coloc-tc")(encoder_clutter="yes")
+    monkeypatch.setenv("STNKIT_CACHE_DIR", str(tmp_path))
+    task = get_task("coloc-tc")(data_dir=data_dir, encoder_steps=2, encoder_clutter=True, encoder_shift=3)
+    model = create_model("coloc-st", in_shape=(1, 84, 84), num_classes=10, transform="attention", **SMALL)
+    task.prepare_model(model)
+    assert [p.name for p in tmp_path.glob("coloc-encoder-*")] == ["coloc-encoder-mnist-c4-8-s0-n2-clutter-shift3.pt"]
+
+
+def test_logits_embedding_is_the_normalised_logits():
+    model = create_model("coloc-st", in_shape=(1, 84, 84), num_classes=10, transform="attention",
+                         embedding="logits", **SMALL)
+    crops = torch.rand(3, 1, 28, 28)
+    assert torch.allclose(model.embed(crops), torch.nn.functional.normalize(model.encoder(crops), dim=1))
+    with pytest.raises(ValueError, match="embedding"):
+        create_model("coloc-st", in_shape=(1, 84, 84), num_classes=10, transform="attention", embedding="pixels")

@@ -47,6 +47,8 @@ from .network import BACKBONES, MODELS
 #: Default bounds of the window's scale, in crop-sized windows, and steps of the shrink from the
 #: whole image to them (docs/results.md, co-localisation: 98-100% hits on classes 1, 3, 7).
 SCALE, SHRINK_STEPS = (0.75, 1.2), 300
+#: What the embedding may hold (:meth:`CoLocaliser.embed`).
+EMBEDDINGS = ("layers", "logits")
 
 
 def coloc_localisation(in_shape: Sequence[int], channels: int = 8, hidden: int = 8) -> LocalisationNet:
@@ -161,6 +163,8 @@ class CoLocaliser(nn.Module):
             1.2)``: 21 to 34 pixels of 84 for a 28-pixel crop).
         shrink_steps: Training steps over which the window shrinks from the whole image to
             ``scale`` (see :class:`BoundedAttention`; 0: no curriculum).
+        embedding: What the embedding holds (see :meth:`embed`): ``"layers"`` (the appendix's
+            hidden layers and logits) or ``"logits"`` (the logits alone).
 
     Shape:
         - input: ``(N, C, H, W)``.
@@ -177,8 +181,12 @@ class CoLocaliser(nn.Module):
         channels: Sequence[int] = (32, 64),
         scale: Sequence[float] = SCALE,
         shrink_steps: int = SHRINK_STEPS,
+        embedding: str = "layers",
     ) -> None:
         super().__init__()
+        if embedding not in EMBEDDINGS:
+            raise ValueError(f"embedding: expected one of {', '.join(EMBEDDINGS)}, got {embedding!r}")
+        self.embedding = embedding
         self.in_shape = tuple(int(s) for s in in_shape)
         self.crop = check_positive_int("crop", crop)
         if len(scale) != 2 or not 0 < float(scale[0]) <= float(scale[1]):
@@ -197,13 +205,16 @@ class CoLocaliser(nn.Module):
         return [self.st]
 
     def embed(self, crops: Tensor) -> Tensor:
-        """``(N, D)``: the encoder's hidden layers (pooled conv stages) and logits, concatenated and
-        L2-normalised (squared distances in [0, 4], on the scale of the margin 1)."""
+        """``(N, D)``: the encoder's hidden layers (pooled conv stages) and logits (``embedding``
+        ``"layers"``) or its logits alone (``"logits"``), concatenated and L2-normalised (squared
+        distances in [0, 4], on the scale of the margin 1)."""
         parts, h = [], crops
         for layer in self.encoder:
             h = layer(h)
-            if isinstance(layer, (nn.MaxPool2d, nn.Linear)):
+            if isinstance(layer, (nn.MaxPool2d, nn.Linear)) and self.embedding == "layers":
                 parts.append(h.flatten(1))  # (N, features of this stage)
+        if self.embedding == "logits":
+            parts.append(h)  # (N, classes)
         return F.normalize(torch.cat(parts, dim=1), dim=1)
 
     def theta(self, x: Tensor) -> Tensor:
@@ -281,15 +292,16 @@ def co_localiser(
     encoder: str | None = None,
     scale: Sequence[float] = SCALE,
     shrink_steps: int = SHRINK_STEPS,
+    embedding: str = "layers",
 ) -> CoLocaliser:
     """Attention ST (co-localisation) -> frozen digit CNN encoder. Options: ``channels``, ``crop``,
-    ``encoder``, ``scale``, ``shrink_steps`` (see :class:`CoLocaliser`)."""
+    ``encoder``, ``scale``, ``shrink_steps``, ``embedding`` (see :class:`CoLocaliser`)."""
     if transform != "attention":
         raise ValueError(
             f"transform: the co-localisation model's transformer is the paper's attention (s, tx, ty); "
             f"expected 'attention', got {transform!r}"
         )
-    model = CoLocaliser(in_shape, num_classes, crop, channels, scale, shrink_steps)
+    model = CoLocaliser(in_shape, num_classes, crop, channels, scale, shrink_steps, embedding)
     if encoder is not None:
         load_encoder(model, encoder)
     return model

@@ -31,12 +31,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from ..._io import atomic_open
 from ...functional import warp
 from ..data import derive_seed, load_digits
-from ..data.coloc import ColocEval, ColocImages
+from ..data.clutter import TranslatedCluttered
+from ..data.coloc import CANVAS, CROP_BOX, DIGIT, PATCH, PATCHES, ColocEval, ColocImages
 from .base import Batch, Metric, StepResult, Task, register_task
 from .boxes import attention_boxes, box_iou, triplet_hinge_loss
 
@@ -56,7 +57,7 @@ class Colocalisation(Task):
     metrics: ClassVar[tuple[Metric, ...]] = (Metric("hit_rate", lower_is_better=False), Metric("iou", False, ""))
     scored_on: ClassVar[str] = "train"
     models: ClassVar[tuple[str, ...]] = ("coloc-st",)
-    options: ClassVar[tuple[str, ...]] = ("classes", "per_class", "encoder_steps")
+    options: ClassVar[tuple[str, ...]] = ("classes", "per_class", "encoder_steps", "encoder_clutter", "encoder_shift")
     recipe: ClassVar[dict[str, Any]] = {
         "model": "coloc-st",
         "transform": "attention",
@@ -70,6 +71,8 @@ class Colocalisation(Task):
     paper = {("coloc-st", "attention"): 100.0}
     paper_source = "appendix (co-localisation, hit rate at IoU > 0.5)"
     clutter: ClassVar[bool] = False
+    #: The encoder's pretraining inputs by default: clutter patches on them, and the digit's largest shift.
+    encoder_defaults: ClassVar[tuple[bool, int]] = (False, 0)
 
     def __init__(
         self,
@@ -77,6 +80,8 @@ class Colocalisation(Task):
         classes: Iterable[int] = tuple(range(10)),
         per_class: int = 100,
         encoder_steps: int = ENCODER_STEPS,
+        encoder_clutter: bool | None = None,
+        encoder_shift: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -84,6 +89,13 @@ class Colocalisation(Task):
         if not isinstance(encoder_steps, int) or isinstance(encoder_steps, bool) or encoder_steps < 1:
             raise ValueError(f"encoder_steps: expected an int >= 1, got {encoder_steps!r}")
         self.encoder_steps = encoder_steps
+        clutter, shift = self.encoder_defaults
+        self.encoder_clutter = clutter if encoder_clutter is None else encoder_clutter
+        self.encoder_shift = shift if encoder_shift is None else encoder_shift
+        if not isinstance(self.encoder_clutter, bool):
+            raise ValueError(f"encoder_clutter: expected true or false, got {encoder_clutter!r}")
+        if not isinstance(self.encoder_shift, int) or isinstance(self.encoder_shift, bool) or self.encoder_shift < 0:
+            raise ValueError(f"encoder_shift: expected an int >= 0 (pixels), got {encoder_shift!r}")
         self._train: ColocImages | None = None
 
     @property
@@ -177,7 +189,10 @@ class Colocalisation(Task):
         model = cast("CoLocaliser", model)
         encoder = model.encoder
         shapes = "-".join(str(p.shape[0]) for p in encoder.parameters() if p.dim() == 4)
-        path = cache_dir() / f"coloc-encoder-{self.digits}-c{shapes}-s{self.seed}-n{self.encoder_steps}.pt"
+        inputs = ("-clutter" if self.encoder_clutter else "") + (
+            f"-shift{self.encoder_shift}" if self.encoder_shift else ""
+        )
+        path = cache_dir() / f"coloc-encoder-{self.digits}-c{shapes}-s{self.seed}-n{self.encoder_steps}{inputs}.pt"
         try:
             encoder.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
             log.info("co-localisation: encoder loaded from %s", path)
@@ -187,6 +202,8 @@ class Colocalisation(Task):
                 load_digits(self.digits, "train", data_dir=self.data_dir, download=self.download),
                 self.encoder_steps,
                 torch.Generator().manual_seed(derive_seed("coloc-encoder", self.seed)),
+                clutter=self.encoder_clutter,
+                shift=self.encoder_shift,
             )
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -197,11 +214,37 @@ class Colocalisation(Task):
         model.encoder_ready.fill_(True)
 
 
+def encoder_inputs(
+    digits: Any, index: Tensor, generator: torch.Generator, clutter: bool = False, shift: int = 0
+) -> Tensor:
+    """The encoder's pretraining inputs ``(b, 1, 28, 28)`` in [0, 1]: the digits ``digits.images[index]``,
+    each moved by a uniformly random whole-pixel shift of at most ``shift`` pixels along each axis
+    and, with ``clutter``, with 6x6 clutter patches of other training digits at the density of the
+    cluttered co-localisation images (16 per 84x84), so on average as much clutter as a crop of them."""
+    images = digits.images[index]  # (b, 28, 28) uint8
+    if not clutter and shift == 0:
+        return images.unsqueeze(1).float().div(255)
+    side = DIGIT + 2 * shift  # a canvas the digit moves in; its centre 28x28 is the input
+    patches = round(PATCHES * side**2 / CANVAS**2) if clutter else 0
+    place = TranslatedCluttered(size=side, patches=patches, patch_size=PATCH, crop_box=CROP_BOX)
+    others = digits.images[torch.randint(len(digits.images), (len(index), patches), generator=generator)]
+    canvas = place(images, generator, others if patches else None)  # (b, 1, side, side)
+    return canvas[:, :, shift : shift + DIGIT, shift : shift + DIGIT]
+
+
 def pretrain_encoder(
-    encoder: nn.Module, digits: Any, steps: int, generator: torch.Generator, batch_size: int = 128, lr: float = 1e-3
+    encoder: nn.Module,
+    digits: Any,
+    steps: int,
+    generator: torch.Generator,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    clutter: bool = False,
+    shift: int = 0,
 ) -> float:
     """Trains ``encoder`` (a digit classifier on ``(N, 1, 28, 28)``) with Adam and cross-entropy on
-    random batches of ``digits``, keeps it frozen, and returns the last batch's accuracy (%)."""
+    random batches of ``digits`` (shifted and cluttered by :func:`encoder_inputs` as asked), keeps
+    it frozen, and returns the last batch's accuracy (%)."""
     params = list(encoder.parameters())
     encoder.requires_grad_(True)
     optimizer = torch.optim.Adam(params, lr=lr)
@@ -210,7 +253,7 @@ def pretrain_encoder(
         with torch.enable_grad():
             for _ in range(steps):
                 index = torch.randint(len(digits.labels), (batch_size,), generator=generator)
-                x = digits.images[index].unsqueeze(1).to(params[0]).div(255)  # (b, 1, 28, 28)
+                x = encoder_inputs(digits, index, generator, clutter, shift).to(params[0])  # (b, 1, 28, 28)
                 logits = encoder(x)
                 loss = F.cross_entropy(logits, digits.labels[index].to(logits.device))
                 optimizer.zero_grad(set_to_none=True)
