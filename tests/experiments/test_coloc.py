@@ -336,3 +336,19 @@ def test_logits_embedding_is_the_normalised_logits():
     assert torch.allclose(model.embed(crops), torch.nn.functional.normalize(model.encoder(crops), dim=1))
     with pytest.raises(ValueError, match="embedding"):
         create_model("coloc-st", in_shape=(1, 84, 84), num_classes=10, transform="attention", embedding="pixels")
+
+
+def test_zoomed_encoder_inputs_are_windows_that_hold_the_whole_digit():
+    from stnkit.experiments.tasks.coloc import encoder_inputs
+
+    images = torch.full((8, 28, 28), 255, dtype=torch.uint8)  # a digit that fills its 28x28 frame
+    digits = Digits(images, torch.zeros(8, dtype=torch.long), "frames")
+    index = torch.arange(8)
+    tight = encoder_inputs(digits, index, torch.Generator().manual_seed(0), zoom=1.0001)  # ~ the digit's own box
+    torch.testing.assert_close(tight, torch.ones(8, 1, 28, 28), atol=1e-2, rtol=0)
+    wide = encoder_inputs(digits, index, torch.Generator().manual_seed(0), zoom=3)
+    ink = wide.sum((1, 2, 3))  # the frame seen from 1 to 3 times its side: 784 / 9 to 784 pixels of ink
+    assert wide.shape == (8, 1, 28, 28) and (ink > 784 / 9 - 28).all() and (ink <= 784 + 1e-3).all()
+    assert ink.std() > 10  # the windows' sizes vary
+    with pytest.raises(ValueError, match="encoder_zoom"):
+        get_task("coloc-tc")(encoder_zoom=0.5)

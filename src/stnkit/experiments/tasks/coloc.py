@@ -57,7 +57,14 @@ class Colocalisation(Task):
     metrics: ClassVar[tuple[Metric, ...]] = (Metric("hit_rate", lower_is_better=False), Metric("iou", False, ""))
     scored_on: ClassVar[str] = "train"
     models: ClassVar[tuple[str, ...]] = ("coloc-st",)
-    options: ClassVar[tuple[str, ...]] = ("classes", "per_class", "encoder_steps", "encoder_clutter", "encoder_shift")
+    options: ClassVar[tuple[str, ...]] = (
+        "classes",
+        "per_class",
+        "encoder_steps",
+        "encoder_clutter",
+        "encoder_shift",
+        "encoder_zoom",
+    )
     recipe: ClassVar[dict[str, Any]] = {
         "model": "coloc-st",
         "transform": "attention",
@@ -72,7 +79,7 @@ class Colocalisation(Task):
     paper_source = "appendix (co-localisation, hit rate at IoU > 0.5)"
     clutter: ClassVar[bool] = False
     #: The encoder's pretraining inputs by default: clutter patches on them, and the digit's largest shift.
-    encoder_defaults: ClassVar[tuple[bool, int]] = (False, 0)
+    encoder_defaults: ClassVar[tuple[bool, int, float]] = (False, 0, 1.0)
 
     def __init__(
         self,
@@ -82,6 +89,7 @@ class Colocalisation(Task):
         encoder_steps: int = ENCODER_STEPS,
         encoder_clutter: bool | None = None,
         encoder_shift: int | None = None,
+        encoder_zoom: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -89,7 +97,10 @@ class Colocalisation(Task):
         if not isinstance(encoder_steps, int) or isinstance(encoder_steps, bool) or encoder_steps < 1:
             raise ValueError(f"encoder_steps: expected an int >= 1, got {encoder_steps!r}")
         self.encoder_steps = encoder_steps
-        clutter, shift = self.encoder_defaults
+        clutter, shift, zoom = self.encoder_defaults
+        self.encoder_zoom = float(zoom if encoder_zoom is None else encoder_zoom)
+        if not self.encoder_zoom >= 1:
+            raise ValueError(f"encoder_zoom: expected a number >= 1 (windows of 1 to 3 digits), got {encoder_zoom!r}")
         self.encoder_clutter = clutter if encoder_clutter is None else encoder_clutter
         self.encoder_shift = shift if encoder_shift is None else encoder_shift
         if not isinstance(self.encoder_clutter, bool):
@@ -189,9 +200,9 @@ class Colocalisation(Task):
         model = cast("CoLocaliser", model)
         encoder = model.encoder
         shapes = "-".join(str(p.shape[0]) for p in encoder.parameters() if p.dim() == 4)
-        inputs = ("-clutter" if self.encoder_clutter else "") + (
-            f"-shift{self.encoder_shift}" if self.encoder_shift else ""
-        )
+        inputs = "-clutter" if self.encoder_clutter else ""
+        inputs += f"-shift{self.encoder_shift}" if self.encoder_shift else ""
+        inputs += f"-zoom{self.encoder_zoom:g}" if self.encoder_zoom != 1 else ""
         path = cache_dir() / f"coloc-encoder-{self.digits}-c{shapes}-s{self.seed}-n{self.encoder_steps}{inputs}.pt"
         try:
             encoder.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
@@ -204,6 +215,7 @@ class Colocalisation(Task):
                 torch.Generator().manual_seed(derive_seed("coloc-encoder", self.seed)),
                 clutter=self.encoder_clutter,
                 shift=self.encoder_shift,
+                zoom=self.encoder_zoom,
             )
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -215,21 +227,35 @@ class Colocalisation(Task):
 
 
 def encoder_inputs(
-    digits: Any, index: Tensor, generator: torch.Generator, clutter: bool = False, shift: int = 0
+    digits: Any, index: Tensor, generator: torch.Generator, clutter: bool = False, shift: int = 0, zoom: float = 1.0
 ) -> Tensor:
     """The encoder's pretraining inputs ``(b, 1, 28, 28)`` in [0, 1]: the digits ``digits.images[index]``,
     each moved by a uniformly random whole-pixel shift of at most ``shift`` pixels along each axis
     and, with ``clutter``, with 6x6 clutter patches of other training digits at the density of the
-    cluttered co-localisation images (16 per 84x84), so on average as much clutter as a crop of them."""
+    cluttered co-localisation images (16 per 84x84), so on average as much clutter as a crop of them.
+
+    With ``zoom > 1`` each input is instead a window of an 84x84 co-localisation image (cluttered
+    with ``clutter``) sampled down to 28x28: its side uniform between the digit's (28) and ``zoom``
+    times that (at most the image), at a random place that holds the whole digit (give or take
+    ``shift`` pixels), i.e. what the transformer's window reads while it shrinks."""
     images = digits.images[index]  # (b, 28, 28) uint8
-    if not clutter and shift == 0:
+    if not clutter and shift == 0 and zoom == 1:
         return images.unsqueeze(1).float().div(255)
-    side = DIGIT + 2 * shift  # a canvas the digit moves in; its centre 28x28 is the input
+    b, side = len(index), (DIGIT + 2 * shift if zoom == 1 else CANVAS)  # a canvas the digit moves in
     patches = round(PATCHES * side**2 / CANVAS**2) if clutter else 0
     place = TranslatedCluttered(size=side, patches=patches, patch_size=PATCH, crop_box=CROP_BOX)
-    others = digits.images[torch.randint(len(digits.images), (len(index), patches), generator=generator)]
-    canvas = place(images, generator, others if patches else None)  # (b, 1, side, side)
-    return canvas[:, :, shift : shift + DIGIT, shift : shift + DIGIT]
+    others = digits.images[torch.randint(len(digits.images), (b, patches), generator=generator)]
+    params = place.make_params(b, generator)
+    canvas = place.apply(images, params, others if patches else None)  # (b, 1, side, side)
+    if zoom == 1:
+        return canvas[:, :, shift : shift + DIGIT, shift : shift + DIGIT]  # its centre 28x28
+    fit = DIGIT / CANVAS  # the digit's half-side in normalised units
+    digit = torch.stack([params["offset_x"], params["offset_y"]], 1) / (CANVAS / 2)  # (b, 2) its centre
+    scale = fit + (min(zoom * fit, 1.0) - fit) * torch.rand(b, 1, generator=generator)  # (b, 1)
+    room = scale - fit + 2 * shift / CANVAS  # how far the window's centre may be from the digit's
+    low, high = torch.maximum(digit - room, scale - 1), torch.minimum(digit + room, 1 - scale)
+    centre = low + (high - low) * torch.rand(b, 2, generator=generator)  # (b, 2)
+    return warp(canvas, torch.cat([scale, centre], 1), "attention", (DIGIT, DIGIT))
 
 
 def pretrain_encoder(
@@ -241,6 +267,7 @@ def pretrain_encoder(
     lr: float = 1e-3,
     clutter: bool = False,
     shift: int = 0,
+    zoom: float = 1.0,
 ) -> float:
     """Trains ``encoder`` (a digit classifier on ``(N, 1, 28, 28)``) with Adam and cross-entropy on
     random batches of ``digits`` (shifted and cluttered by :func:`encoder_inputs` as asked), keeps
@@ -253,7 +280,7 @@ def pretrain_encoder(
         with torch.enable_grad():
             for _ in range(steps):
                 index = torch.randint(len(digits.labels), (batch_size,), generator=generator)
-                x = encoder_inputs(digits, index, generator, clutter, shift).to(params[0])  # (b, 1, 28, 28)
+                x = encoder_inputs(digits, index, generator, clutter, shift, zoom).to(params[0])  # (b, 1, 28, 28)
                 logits = encoder(x)
                 loss = F.cross_entropy(logits, digits.labels[index].to(logits.device))
                 optimizer.zero_grad(set_to_none=True)
