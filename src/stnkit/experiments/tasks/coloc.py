@@ -14,7 +14,11 @@ does not describe: without it every run moved all windows into an empty region.
 
 Options (``task_options`` of the config): ``classes`` (default all ten; the paper runs one class
 per run, e.g. ``{"classes": [3]}``; several classes train one shared transformer whose pairs stay
-within a class), ``per_class`` (100), ``encoder_steps`` (steps of the encoder's pretraining).
+within a class), ``per_class`` (100), ``encoder_steps`` (steps of the encoder's pretraining), and
+the encoder's pretraining inputs (:func:`encoder_inputs`; default clean 28x28 digits):
+``encoder_clutter`` (clutter patches at ``coloc-tc``'s density), ``encoder_shift`` (the digit moved
+by up to that many pixels), ``encoder_zoom`` (windows of 1 to that many digit sides that hold the
+digit). None of them made ``coloc-tc`` find its digits (docs/results.md, co-localisation).
 
 The encoder is pretrained on MNIST's training digits before the first step
 (:meth:`Colocalisation.prepare_model`: Adam, batch 128, ``encoder_steps`` steps, a generator seeded
