@@ -86,6 +86,23 @@ def test_gradcheck_float64_tiny():
     assert torch.autograd.gradcheck(model, (x,))
 
 
+@pytest.mark.parametrize("norm", ["batch", "layer"])
+def test_loc_norm_normalises_the_features_the_regression_reads(norm):
+    model = _model(2, loc_norm=norm).train()
+    x = torch.rand(6, 1, 16, 16)
+    raw = model.st.localisation[:2](x)  # (N, F) pooled input -> conv net, before the norm
+    got = model.st.localisation(x)  # what the regression reads
+    if norm == "batch":  # each feature: zero mean, unit (biased) variance over the batch
+        ref = (raw - raw.mean(0)) / (raw.var(0, unbiased=False) + 1e-5).sqrt()
+    else:  # each sample: zero mean, unit variance over its features
+        ref = (raw - raw.mean(1, keepdim=True)) / (raw.var(1, unbiased=False, keepdim=True) + 1e-5).sqrt()
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5)
+    crops = model.crops(x)  # the regression weights start at zero: every canvas starts at the default boxes
+    torch.testing.assert_close(crops[:, 0], x[..., 4:12, :8], rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="loc_norm"):
+        _model(2, loc_norm="group")
+
+
 def test_frozen_boxes_ignore_the_input():
     model = _model(2, freeze_boxes=True)
     assert not any(p.requires_grad for p in model.st.parameters())

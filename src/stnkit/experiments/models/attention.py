@@ -38,6 +38,8 @@ from ...transforms import MatrixTransform, get
 from .network import BACKBONES, MODELS
 
 SCALES = ("fixed", "learned", "bounded")
+#: Normalisations of the localisation features before the regression (``loc_norm``).
+LOC_NORMS = ("none", "batch", "layer")
 
 
 class FixedScaleAttention(MatrixTransform):
@@ -136,6 +138,10 @@ class ParallelAttention(nn.Module):
             ``loc_size`` copy (a control).
         loc_options: Options of :func:`stnkit.conv_localisation` (default: no extra pooling, the
             paper's 5x5 kernels from 14 px up, 3x3 below).
+        loc_norm: Normalises the localisation features before the regression: ``"none"``,
+            ``"batch"`` (``BatchNorm1d`` over the batch, no affine: each feature has zero mean and
+            unit variance over the canvases, so the regression weights see how the canvases
+            differ, not their common part) or ``"layer"`` (``LayerNorm`` over each sample's features).
 
     Shape:
         - input: ``(N, *in_shape)``; output: logits ``(N, num_classes)``.
@@ -158,8 +164,10 @@ class ParallelAttention(nn.Module):
         freeze_boxes: bool = False,
         read: str = "full",
         loc_options: dict[str, Any] | None = None,
+        loc_norm: str = "none",
     ) -> None:
         super().__init__()
+        self.loc_norm = check_choice("loc_norm", loc_norm, LOC_NORMS)
         if len(in_shape) != 3:
             raise ValueError(f"in_shape: expected (C, H, W), got {tuple(in_shape)}")
         self.in_shape = tuple(check_positive_int("in_shape", s) for s in in_shape)
@@ -181,7 +189,12 @@ class ParallelAttention(nn.Module):
         build = BACKBONES.get(backbone, argument="backbone")
         loc_options = {"kernel_size": 5 if min(self.loc_size) >= 14 else 3, "downsample": 1, **(loc_options or {})}
         loc_net = conv_localisation((c, *self.loc_size), **loc_options)
-        loc = nn.Sequential(nn.AdaptiveAvgPool2d(self.loc_size), loc_net)  # area downsampling; identity at loc_size
+        norm = {
+            "none": nn.Identity,
+            "batch": lambda: nn.BatchNorm1d(loc_net.out_features, affine=False),
+            "layer": lambda: nn.LayerNorm(loc_net.out_features, elementwise_affine=False),
+        }[self.loc_norm]()
+        loc = nn.Sequential(nn.AdaptiveAvgPool2d(self.loc_size), loc_net, norm)  # area downsampling first
         self.st = SpatialTransformer(
             loc,
             family,
@@ -238,7 +251,7 @@ class ParallelAttention(nn.Module):
         return (
             f"in_shape={self.in_shape}, heads={self.heads}, crop_size={self.crop_size}, "
             f"loc_size={self.loc_size}, scale={self.scale!r}, read={self.read!r}, "
-            f"freeze_boxes={self.freeze_boxes}"
+            f"freeze_boxes={self.freeze_boxes}, loc_norm={self.loc_norm!r}"
         )
 
 
@@ -285,6 +298,7 @@ def _parallel(k: int) -> Any:
         freeze_boxes=False,
         read="full",
         loc_options=None,
+        loc_norm="none",
     ) -> ParallelAttention:
         return ParallelAttention(
             in_shape,
@@ -301,6 +315,7 @@ def _parallel(k: int) -> Any:
             freeze_boxes=freeze_boxes,
             read=read,
             loc_options=loc_options,
+            loc_norm=loc_norm,
         )
 
     factory.__doc__ = (
