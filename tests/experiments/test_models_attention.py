@@ -101,6 +101,11 @@ def test_loc_norm_normalises_the_features_the_regression_reads(norm):
     torch.testing.assert_close(crops[:, 0], x[..., 4:12, :8], rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="loc_norm"):
         _model(2, loc_norm="group")
+    if norm == "batch":  # a training batch of one is normalised with the running statistics
+        bn = model.st.localisation[2]
+        one = model.st.localisation[:2](x[:1])
+        ref = (one - bn.running_mean) / (bn.running_var + 1e-5).sqrt()
+        torch.testing.assert_close(model.st.localisation(x[:1]), ref, rtol=1e-4, atol=1e-5)
 
 
 def test_frozen_boxes_ignore_the_input():

@@ -20,6 +20,13 @@ Head parametrisations (``scale``), all reading ``(s x + tx, s y + ty)`` for an o
 starts on the left and right halves (centres ``(-0.5, 0)`` and ``(0.5, 0)``), ``K = 4`` on the four
 quadrants (``(+-0.5, +-0.5)``), which at scale 0.5 tile the input exactly. The regression weights
 start at zero, so every input starts at these boxes.
+
+**Normalised localisation features** (``loc_norm="batch"``, the default). At initialisation the
+localisation net's features hardly differ between inputs (on ``parts``: mean 0.013, standard
+deviation 0.010 over canvases), so the regression learns one box for all inputs and the heads never
+follow the glyphs. Batch-normalising the features (no affine) gives the regression weights the part
+that varies: on ``parts`` the left head then moves to its digit and the test error drops from 61-67%
+(boxes frozen) to 45-55% (docs/results.md, parallel attention).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..._validate import check_bool, check_choice, check_positive_int, check_size, check_tensor
@@ -100,6 +108,16 @@ class BoundedAttention(MatrixTransform):
         return torch.stack([torch.logit(p), matrix[:, 0, 2], matrix[:, 1, 2]], 1)
 
 
+class BatchFeatureNorm(nn.BatchNorm1d):
+    """``BatchNorm1d`` that normalises a training batch of one sample with its running statistics
+    (a lone sample has no spread of its own; ``BatchNorm1d`` raises there). Shape: ``(N, F)``."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training and x.shape[0] == 1:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+        return super().forward(x)
+
+
 def _check_scale(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name}: expected a finite scale > 0, got {value!r}")
@@ -138,10 +156,11 @@ class ParallelAttention(nn.Module):
             ``loc_size`` copy (a control).
         loc_options: Options of :func:`stnkit.conv_localisation` (default: no extra pooling, the
             paper's 5x5 kernels from 14 px up, 3x3 below).
-        loc_norm: Normalises the localisation features before the regression: ``"none"``,
-            ``"batch"`` (``BatchNorm1d`` over the batch, no affine: each feature has zero mean and
-            unit variance over the canvases, so the regression weights see how the canvases
-            differ, not their common part) or ``"layer"`` (``LayerNorm`` over each sample's features).
+        loc_norm: Normalises the localisation features before the regression: ``"batch"`` (the
+            default; ``BatchNorm1d`` over the batch, no affine: each feature has zero mean and unit
+            variance over the inputs, so the regression weights see how the inputs differ, not
+            their common part), ``"layer"`` (``LayerNorm`` over each sample's features) or
+            ``"none"`` (the paper's; the CUB configs keep it).
 
     Shape:
         - input: ``(N, *in_shape)``; output: logits ``(N, num_classes)``.
@@ -164,7 +183,7 @@ class ParallelAttention(nn.Module):
         freeze_boxes: bool = False,
         read: str = "full",
         loc_options: dict[str, Any] | None = None,
-        loc_norm: str = "none",
+        loc_norm: str = "batch",
     ) -> None:
         super().__init__()
         self.loc_norm = check_choice("loc_norm", loc_norm, LOC_NORMS)
@@ -191,7 +210,7 @@ class ParallelAttention(nn.Module):
         loc_net = conv_localisation((c, *self.loc_size), **loc_options)
         norm = {
             "none": nn.Identity,
-            "batch": lambda: nn.BatchNorm1d(loc_net.out_features, affine=False),
+            "batch": lambda: BatchFeatureNorm(loc_net.out_features, affine=False),
             "layer": lambda: nn.LayerNorm(loc_net.out_features, elementwise_affine=False),
         }[self.loc_norm]()
         loc = nn.Sequential(nn.AdaptiveAvgPool2d(self.loc_size), loc_net, norm)  # area downsampling first
@@ -298,7 +317,7 @@ def _parallel(k: int) -> Any:
         freeze_boxes=False,
         read="full",
         loc_options=None,
-        loc_norm="none",
+        loc_norm="batch",
     ) -> ParallelAttention:
         return ParallelAttention(
             in_shape,

@@ -7,11 +7,13 @@ seeing the whole image at low resolution (``down-cnn``: the canvas area-downsamp
 size) at a similar cost? Controls: ``down-cnn`` at the canvas's own size (full resolution),
 ``2xattn-cnn`` with ``freeze_boxes`` (two branches, no attention) and with ``read="downsampled"``.
 
-The default recipe (Adam 1e-3, batch 64, 4 epochs of 10,000 canvases) and model options (the
-built-in ResNet of width 8 as every sub-network; crops of 32x32 at a fixed scale of 0.5, i.e. each
-crop reads a 48x48 box at 1.5x reduction, while ``down-cnn`` sees the canvas at 3x reduction; the
-localisation net reads the 32x32 canvas) are chosen to run on a CPU. :data:`TABLE3` holds the
-paper's CUB-200-2011 accuracies, for the CUB configs (``configs/table3_*.json``).
+The default recipe (Adam 1e-3, batch 64, 4 epochs of 10,000 canvases, the localisation net at the
+full learning rate) and model options (the built-in ResNet of width 8 as every sub-network; crops of
+32x32 at a fixed scale of 0.5, i.e. each crop reads a 48x48 box at 1.5x reduction, while
+``down-cnn`` sees the canvas at 3x reduction; the localisation net reads the 32x32 canvas and its
+features are batch-normalised, the model's default ``loc_norm``) are chosen to run on a CPU; with
+them the left head moves to its digit (docs/results.md, parallel attention). :data:`TABLE3` holds
+the paper's CUB-200-2011 accuracies, for the CUB configs (``configs/table3_*.json``).
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class Parts(Task):
         "test_limit": 2000,
         "schedule": "cosine",
         "model": "2xattn-cnn",
-        "loc_lr_mult": 0.1,
+        "loc_lr_mult": 1.0,
         "model_options": {"crop_size": [32, 32], "backbone_options": {"width": 8}},
     }
     pictures: ClassVar[str] = "test canvases with each head's box in its own colour, and the crops beside them"
