@@ -3,6 +3,9 @@
     STNKIT_DATA_DIR=/work/shared/data/mnist python scripts/coloc_gradient_direction.py [TASK] [CLASS ...] [OPTIONS]
 
 OPTIONS: the task's options as JSON, e.g. '{"encoder_clutter": true, "encoder_shift": 4}'.
+The encoder is the one `stnkit train` cached for these options (seed 0) when there is one; otherwise
+it is pretrained here from this script's own (seeded, but different) initialisation and cached, and
+the `stnkit train` runs that follow will use it too: run them first for their encoder.
 
 For centred windows of scale 1/3 (crop-sized), 0.5, 0.7 and 0.9 on the task's 100 images of a class:
 the paper's triplet loss (random 28x28 negatives of each image, seed 0) and the mean cosine between
@@ -29,6 +32,7 @@ from stnkit.experiments.tasks.boxes import triplet_hinge_loss
 
 def main(task_name: str, classes: list[int], options: dict | None = None) -> None:
     torch.set_num_threads(1)
+    torch.manual_seed(0)  # the encoder's initialisation when none is cached
     for cls in classes:
         task = get_task(task_name)(**{**(options or {}), "classes": [cls]})
         model = create_model("coloc-st", in_shape=(1, 84, 84), num_classes=10, transform="attention")
