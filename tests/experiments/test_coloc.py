@@ -325,8 +325,21 @@ def test_encoder_options_are_checked_and_name_the_cache(data_dir, tmp_path, monk
     monkeypatch.setenv("STNKIT_CACHE_DIR", str(tmp_path))
     task = get_task("coloc-tc")(data_dir=data_dir, encoder_steps=2, encoder_clutter=True, encoder_shift=3)
     model = create_model("coloc-st", in_shape=(1, 84, 84), num_classes=10, transform="attention", **SMALL)
+    initial = {k: v.clone() for k, v in model.encoder.state_dict().items()}
     task.prepare_model(model)
-    assert [p.name for p in tmp_path.glob("coloc-encoder-*")] == ["coloc-encoder-mnist-c4-8-s0-n2-clutter-shift3.pt"]
+    names = [p.name for p in tmp_path.glob("coloc-encoder-*")]
+    assert len(names) == 1 and names[0].startswith("coloc-encoder-mnist-c4-8-s0-n2-clutter-shift3-i")
+    trained = {k: v.clone() for k, v in model.encoder.state_dict().items()}
+
+    # a model whose encoder starts from the same weights loads that encoder; one from others pretrains its own
+    same = create_model("coloc-st", in_shape=(1, 84, 84), num_classes=10, transform="attention", **SMALL)
+    same.encoder.load_state_dict(initial)
+    task.prepare_model(same)
+    assert all(torch.equal(v, same.encoder.state_dict()[k]) for k, v in trained.items())
+    other = create_model("coloc-st", in_shape=(1, 84, 84), num_classes=10, transform="attention", **SMALL)
+    task.prepare_model(other)
+    assert len(list(tmp_path.glob("coloc-encoder-*"))) == 2
+    assert not torch.equal(other.encoder[0].weight, trained["0.weight"])
 
 
 def test_logits_embedding_is_the_normalised_logits():

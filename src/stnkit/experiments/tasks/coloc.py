@@ -29,6 +29,7 @@ by the run's seed; about a minute of one CPU thread) and cached in the data cach
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar, cast
@@ -196,7 +197,8 @@ class Colocalisation(Task):
     # -- the encoder ----------------------------------------------------------------------------------
     def prepare_model(self, model: nn.Module) -> None:
         """Pretrains the model's frozen encoder on MNIST's training digits unless it is ready
-        (loaded from a run or a checkpoint); cached in ``cache_dir()``."""
+        (loaded from a run or a checkpoint); cached in ``cache_dir()`` under a name that holds the
+        digits, filter counts, seed, steps, pretraining inputs and a hash of the initial weights."""
         if bool(getattr(model, "encoder_ready", True)):
             return
         from ..data import cache_dir
@@ -207,7 +209,11 @@ class Colocalisation(Task):
         inputs = "-clutter" if self.encoder_clutter else ""
         inputs += f"-shift{self.encoder_shift}" if self.encoder_shift else ""
         inputs += f"-zoom{self.encoder_zoom:g}" if self.encoder_zoom != 1 else ""
-        path = cache_dir() / f"coloc-encoder-{self.digits}-c{shapes}-s{self.seed}-n{self.encoder_steps}{inputs}.pt"
+        # the initial weights are part of the key: they come from the global RNG of whoever built
+        # the model, so a run with other model options (or a script) must not load this run's encoder
+        init = hashlib.sha256(b"".join(t.detach().cpu().numpy().tobytes() for t in encoder.state_dict().values()))
+        name = f"coloc-encoder-{self.digits}-c{shapes}-s{self.seed}-n{self.encoder_steps}{inputs}"
+        path = cache_dir() / f"{name}-i{init.hexdigest()[:12]}.pt"
         try:
             encoder.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
             log.info("co-localisation: encoder loaded from %s", path)
