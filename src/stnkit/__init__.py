@@ -20,7 +20,7 @@ from .localisation import LocalisationNet, conv_localisation, fc_localisation
 from .module import SpatialTransformer
 from .sampling import sample
 
-__version__ = "0.3.0"  # the one place; pyproject.toml reads it (setuptools dynamic version)
+__version__ = "0.4.0"  # the one place; pyproject.toml reads it (setuptools dynamic version)
 
 __all__ = [
     "IterativeSpatialTransformer",
