@@ -294,3 +294,14 @@ def test_table2_configs_pin_the_svhn_recipe():
             "loc_lr_mult": 0.1}
         assert written["task"] in ("svhn", "svhn-128") and written["model"] in SEQUENCE_MODELS
         TrainConfig.from_dict(written).validate()
+
+
+def test_the_cpu_recipe_builds_every_model():
+    from stnkit.experiments.train.config import with_task_recipe
+
+    config = TrainConfig.from_dict(with_task_recipe({"task": "mnist-sequences"})).validate()
+    assert (config.limit, config.epochs, config.schedule) == (12800, 15, "cosine")
+    for name in SEQUENCE_MODELS:
+        model = create_model(name, in_shape=(1, 64, 64), num_classes=11, **config.model_options)
+        assert isinstance(model.fc[2], torch.nn.BatchNorm1d)  # FC batch norm, and the prior heads:
+        torch.testing.assert_close(model.heads.bias[10::11], torch.tensor([0.01, 0.2, 0.4, 0.6, 0.8]).log())
