@@ -97,6 +97,38 @@ def test_the_multidigit_cnn_layers_as_documented():
         (192 * 4 * 4, 3072), (3072, 3072), (3072, 3072), (3072, 55)]
 
 
+def test_prior_bias_starts_the_heads_at_the_generators_label_frequencies():
+    # Reference: the frequencies of "none" and of each digit per position over 20,000 generated lengths.
+    digits = Digits(torch.zeros(10, 28, 28, dtype=torch.uint8), torch.arange(10), "zeros")
+    length = DigitSequences("train", digits=digits).make_params(20000, torch.Generator().manual_seed(0))["length"]
+    none = torch.stack([(length <= k).float().mean() for k in range(5)])  # (5,)
+    model = create_model("multidigit-cnn", in_shape=(1, 64, 64), num_classes=11, prior_bias=True, **TINY)
+    probs = model.heads.bias.detach().view(5, 11).exp()
+    torch.testing.assert_close(probs[1:, 10], none[1:], atol=0.01, rtol=0)
+    torch.testing.assert_close(probs[:, :10], ((1 - none) / 10)[:, None].expand(5, 10), atol=0.01, rtol=0)
+    assert probs[0, 10] == pytest.approx(0.01)  # never "none": floored
+
+
+@pytest.mark.parametrize("readout, features", [("flatten", 12 * 4 * 4), ("column-max", 12 * 4), ("max", 12),
+                                               ("avg", 12)])
+def test_readouts_pool_the_last_map(readout, features):
+    model = create_model("multidigit-cnn", in_shape=(1, 64, 64), num_classes=11, readout=readout,
+                         fc_batch_norm=True, **TINY).eval()
+    first = model.fc[1]
+    assert isinstance(first, torch.nn.Linear) and first.in_features == features
+    assert isinstance(model.fc[2], torch.nn.BatchNorm1d)
+    x = torch.rand(2, 1, 64, 64)
+    seen = []
+    first.register_forward_hook(lambda m, args, out: seen.append(args[0]))
+    maps = x
+    for conv in model.convs:
+        maps = conv(maps)  # (2, 12, 4, 4)
+    model(x)
+    reference = {"flatten": maps.flatten(1), "column-max": F.max_pool2d(maps, (4, 1)).flatten(1),
+                 "max": F.adaptive_max_pool2d(maps, 1).flatten(1), "avg": F.adaptive_avg_pool2d(maps, 1).flatten(1)}
+    torch.testing.assert_close(seen[0], reference[readout])
+
+
 @pytest.mark.parametrize("name", ["st-cnn-single", "st-cnn-multi"])
 def test_series_transformers_are_the_identity_at_init(name):
     torch.manual_seed(0)
@@ -262,3 +294,14 @@ def test_table2_configs_pin_the_svhn_recipe():
             "loc_lr_mult": 0.1}
         assert written["task"] in ("svhn", "svhn-128") and written["model"] in SEQUENCE_MODELS
         TrainConfig.from_dict(written).validate()
+
+
+def test_the_cpu_recipe_builds_every_model():
+    from stnkit.experiments.train.config import with_task_recipe
+
+    config = TrainConfig.from_dict(with_task_recipe({"task": "mnist-sequences"})).validate()
+    assert (config.limit, config.epochs, config.schedule) == (12800, 15, "cosine")
+    for name in SEQUENCE_MODELS:
+        model = create_model(name, in_shape=(1, 64, 64), num_classes=11, **config.model_options)
+        assert isinstance(model.fc[2], torch.nn.BatchNorm1d)  # FC batch norm, and the prior heads:
+        torch.testing.assert_close(model.heads.bias[10::11], torch.tensor([0.01, 0.2, 0.4, 0.6, 0.8]).log())

@@ -29,9 +29,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import cast
 
+import torch
 from torch import Tensor, nn
 
-from ..._validate import check_positive_int
+from ..._validate import check_choice, check_positive_int
 from ...localisation import LocalisationNet, conv_localisation, fc_localisation
 from ...module import SpatialTransformer
 from .network import MODELS
@@ -40,12 +41,39 @@ from .network import MODELS
 CONV_CHANNELS = (48, 64, 128, 160, 192, 192, 192, 192)
 #: Conv layers followed by a 2x max-pool (0-based).
 POOLED = (0, 2, 4, 6)
+#: How the last conv map reaches the FC layers (:func:`read_out`).
+READOUTS = ("flatten", "column-max", "max", "avg")
 #: Per-position classes: digits 0-9 and 10 = "none".
 CLASSES = 11
 
 
 def _scaled(n: int, width: float) -> int:
     return max(1, int(round(n * width)))
+
+
+def read_out(x: Tensor, readout: str) -> Tensor:
+    """The last conv map ``(N, C, h, w)`` -> the FC input: ``flatten`` ``(N, C*h*w)`` (paper),
+    ``column-max`` (max over the rows: ``(N, C, w)``, vertical placement invariant), or ``max`` /
+    ``avg`` (global pooling ``(N, C)``)."""
+    if readout == "column-max":
+        return x.amax(dim=2)
+    if readout == "max":
+        return x.amax(dim=(2, 3))
+    if readout == "avg":
+        return x.mean(dim=(2, 3))
+    return x
+
+
+def prior_logits(positions: int, floor: float = 1e-2) -> Tensor:
+    """Log label frequencies ``(positions, 11)`` of each position for lengths uniform in ``1..positions``.
+
+    Position ``k`` (0-based) holds a digit with probability ``(positions - k) / positions``, each of
+    the ten equally likely, and "none" otherwise; probabilities are floored at ``floor`` (position 1
+    is never "none") so that every logit is finite.
+    """
+    present = (positions - torch.arange(positions, dtype=torch.float32)) / positions  # (P,)
+    probs = torch.cat([present[:, None].expand(-1, CLASSES - 1) / (CLASSES - 1), (1 - present)[:, None]], dim=1)
+    return probs.clamp_min(floor).log()  # (P, 11)
 
 
 class MultiDigitNet(nn.Module):
@@ -60,6 +88,10 @@ class MultiDigitNet(nn.Module):
         dropout: Dropout probability (not after conv 1).
         length_head: Add Goodfellow's length head (an extra output row).
         batch_norm: Batch norm after each conv (not the paper's; the CPU recipe's, it trains faster).
+        fc_batch_norm: Batch norm after each FC hidden layer too (not the paper's; the CPU recipe's).
+        prior_bias: Start each head's biases at the log label frequencies of its position for
+            lengths uniform in 1..positions (:func:`prior_logits`: the length prior from step 0).
+        readout: ``flatten`` (paper) or a pooling of the last conv map (:func:`read_out`).
         transformers: ``{conv layer index: SpatialTransformer}`` applied to that layer's input.
 
     Shape:
@@ -79,6 +111,9 @@ class MultiDigitNet(nn.Module):
         dropout: float = 0.5,
         length_head: bool = False,
         batch_norm: bool = False,
+        fc_batch_norm: bool = False,
+        prior_bias: bool = False,
+        readout: str = "flatten",
         transformers: dict[int, SpatialTransformer] | None = None,
     ) -> None:
         super().__init__()
@@ -103,14 +138,19 @@ class MultiDigitNet(nn.Module):
             c = out_c
         for _ in POOLED:
             h, w = h // 2, w // 2
-        features = c * h * w
-        fc: list[nn.Module] = [nn.Flatten()]  # (N, c * h * w) after four 2x pools
+        self.readout = check_choice("readout", readout, READOUTS)
+        features = c * h * w if readout == "flatten" else c * w if readout == "column-max" else c
+        fc: list[nn.Module] = [nn.Flatten()]  # (N, features)
         for _ in range(check_positive_int("fc_layers", fc_layers)):
             units = _scaled(3072, width)
-            fc += [nn.Linear(features, units), nn.ReLU(inplace=True)] + ([nn.Dropout(dropout)] if dropout > 0 else [])
+            fc += [nn.Linear(features, units)] + ([nn.BatchNorm1d(units)] if fc_batch_norm else [])
+            fc += [nn.ReLU(inplace=True)] + ([nn.Dropout(dropout)] if dropout > 0 else [])
             features = units
         self.fc = nn.Sequential(*fc)
         self.heads = nn.Linear(features, (self.positions + int(self.length_head)) * CLASSES)
+        if prior_bias:
+            with torch.no_grad():
+                self.heads.bias.view(-1, CLASSES)[: self.positions] = prior_logits(self.positions)
         self.series = nn.ModuleDict({str(k): st for k, st in (transformers or {}).items()})
 
     @property
@@ -131,23 +171,32 @@ class MultiDigitNet(nn.Module):
                 thetas.append(theta)
             x = conv(x)
         rows = self.positions + int(self.length_head)
+        x = read_out(x, self.readout)  # (N, C, h, w) -> (N, features)
         logits = self.heads(self.fc(x)).view(x.shape[0], rows, CLASSES)  # (N, rows, 11)
         return (logits, thetas) if return_thetas else logits
 
 
-def _options(in_shape, num_classes, positions, width, fc_layers, dropout, length_head, batch_norm) -> dict:
+#: The network options every multi-digit factory passes on to :class:`MultiDigitNet`.
+NET_OPTIONS = (
+    "positions",
+    "width",
+    "fc_layers",
+    "dropout",
+    "length_head",
+    "batch_norm",
+    "fc_batch_norm",
+    "prior_bias",
+    "readout",
+)
+
+
+def _network(in_shape, num_classes: int, transformers: dict, arguments: dict) -> MultiDigitNet:
+    """The network with ``transformers``, taking the :data:`NET_OPTIONS` from a factory's ``arguments``."""
     if num_classes != CLASSES:
         raise ValueError(
             f"num_classes: multi-digit models have {CLASSES} classes per position (0-9, none), got {num_classes}"
         )
-    return dict(
-        positions=positions,
-        width=width,
-        fc_layers=fc_layers,
-        dropout=dropout,
-        length_head=length_head,
-        batch_norm=batch_norm,
-    )
+    return MultiDigitNet(in_shape, transformers=transformers, **{k: arguments[k] for k in NET_OPTIONS})
 
 
 @MODELS.register(name="multidigit-cnn")
@@ -163,12 +212,14 @@ def multidigit_cnn(
     dropout: float = 0.5,
     length_head: bool = False,
     batch_norm: bool = False,
+    fc_batch_norm: bool = False,
+    prior_bias: bool = False,
+    readout: str = "flatten",
 ) -> MultiDigitNet:
     """Goodfellow et al.'s multi-digit CNN (8 conv + 3 FC, five 11-way heads). Options: ``width``,
-    ``positions``, ``fc_layers``, ``dropout``, ``length_head``, ``batch_norm``."""
-    return MultiDigitNet(
-        in_shape, **_options(in_shape, num_classes, positions, width, fc_layers, dropout, length_head, batch_norm)
-    )
+    ``positions``, ``fc_layers``, ``dropout``, ``length_head``, ``batch_norm``, ``fc_batch_norm``,
+    ``prior_bias``, ``readout``."""
+    return _network(in_shape, num_classes, {}, locals())
 
 
 @MODELS.register(name="st-cnn-single")
@@ -184,16 +235,15 @@ def st_cnn_single(
     dropout: float = 0.5,
     length_head: bool = False,
     batch_norm: bool = False,
+    fc_batch_norm: bool = False,
+    prior_bias: bool = False,
+    readout: str = "flatten",
 ) -> MultiDigitNet:
     """An ST at the input (conv localisation) -> the multi-digit CNN. Options as ``multidigit-cnn``."""
     body = conv_localisation(in_shape, channels=(32, 32), kernel_size=5, hidden=32, downsample=1)
     loc = LocalisationNet(*body, nn.Linear(32, 32), nn.ReLU(inplace=True), out_features=32)
     st = SpatialTransformer(loc, transform, transform_options=transform_options)
-    return MultiDigitNet(
-        in_shape,
-        transformers={0: st},
-        **_options(in_shape, num_classes, positions, width, fc_layers, dropout, length_head, batch_norm),
-    )
+    return _network(in_shape, num_classes, {0: st}, locals())
 
 
 @MODELS.register(name="st-cnn-multi")
@@ -209,6 +259,9 @@ def st_cnn_multi(
     dropout: float = 0.5,
     length_head: bool = False,
     batch_norm: bool = False,
+    fc_batch_norm: bool = False,
+    prior_bias: bool = False,
+    readout: str = "flatten",
 ) -> MultiDigitNet:
     """An ST (FC 32-32 localisation) before each of conv 1-4 -> the multi-digit CNN (STs in series).
 
@@ -222,8 +275,4 @@ def st_cnn_multi(
         i: SpatialTransformer(fc_localisation(shape, hidden=(32, 32)), transform, transform_options=transform_options)
         for i, shape in enumerate(shapes)
     }
-    return MultiDigitNet(
-        in_shape,
-        transformers=sts,
-        **_options(in_shape, num_classes, positions, width, fc_layers, dropout, length_head, batch_norm),
-    )
+    return _network(in_shape, num_classes, sts, locals())
