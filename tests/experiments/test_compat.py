@@ -86,3 +86,33 @@ def test_run_from_before_the_unpooled_baseline_loads_and_resumes_with_its_pool(t
     assert main(["train", "--resume", "--out", str(run), "--epochs", "2", "--data-dir", str(data),
                  "--no-progress", "--no-animation"]) == 0
     assert torch.load(run / "checkpoint.pt", weights_only=True)["epoch"] == 2
+
+
+def test_parallel_attention_run_from_before_loc_norm_loads_and_resumes_without_it(tmp_path):
+    data = write_synthetic_mnist(tmp_path / "digits", n_train=32, n_test=16)
+    small = {"crop_size": [16, 16], "loc_size": [16, 16], "features": 4,
+             "backbone_options": {"width": 4, "blocks": [1]}}
+    args = ["--task", "parts", "--limit", "16", "--test-limit", "8", "--batch-size", "8", "--data-dir", str(data),
+            "--no-progress", "--no-animation"]
+    old = tmp_path / "old"
+    assert main(["train", *args, "--epochs", "1", "--out", str(old),
+                 "--model-options", json.dumps({**small, "loc_norm": "none"})]) == 0
+    for name in ("checkpoint.pt", "config.json"):  # what runs before 0.4.0 recorded: no loc_norm option
+        if name == "config.json":
+            values = json.loads((old / name).read_text())
+            del values["model_options"]["loc_norm"]
+            (old / name).write_text(json.dumps(values))
+        else:
+            state = torch.load(old / name, weights_only=True)
+            del state["config"]["model_options"]["loc_norm"]
+            torch.save(state, old / name)
+    model, config = load_run(old)  # strict load: no normalisation buffers in the checkpoint
+    assert config.model_options["loc_norm"] == "none" and model.loc_norm == "none"
+    assert main(["train", "--resume", "--out", str(old), "--epochs", "2", "--data-dir", str(data),
+                 "--no-progress", "--no-animation"]) == 0
+    assert torch.load(old / "checkpoint.pt", weights_only=True)["epoch"] == 2
+
+    new = tmp_path / "new"  # a run of 0.4.0 with the default keeps its batch-normalised features
+    assert main(["train", *args, "--epochs", "1", "--out", str(new), "--model-options", json.dumps(small)]) == 0
+    model, config = load_run(new)
+    assert model.loc_norm == "batch" and "loc_norm" not in config.model_options

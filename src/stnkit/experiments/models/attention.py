@@ -32,7 +32,7 @@ that varies: on ``parts`` the left head then moves to its digit and the test err
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import torch
@@ -48,6 +48,10 @@ from .network import BACKBONES, MODELS
 SCALES = ("fixed", "learned", "bounded")
 #: Normalisations of the localisation features before the regression (``loc_norm``).
 LOC_NORMS = ("none", "batch", "layer")
+#: A buffer that only ``loc_norm="batch"`` models hold (runs from before 0.4.0 have none; train/build.py).
+LOC_NORM_BUFFER = "st.localisation.2.running_mean"
+#: The registered parallel-attention models.
+PARALLEL_ATTENTION = ("2xattn-cnn", "4xattn-cnn")
 
 
 class FixedScaleAttention(MatrixTransform):
@@ -208,11 +212,12 @@ class ParallelAttention(nn.Module):
         build = BACKBONES.get(backbone, argument="backbone")
         loc_options = {"kernel_size": 5 if min(self.loc_size) >= 14 else 3, "downsample": 1, **(loc_options or {})}
         loc_net = conv_localisation((c, *self.loc_size), **loc_options)
-        norm = {
+        norms: dict[str, Callable[[], nn.Module]] = {
             "none": nn.Identity,
             "batch": lambda: BatchFeatureNorm(loc_net.out_features, affine=False),
             "layer": lambda: nn.LayerNorm(loc_net.out_features, elementwise_affine=False),
-        }[self.loc_norm]()
+        }
+        norm = norms[self.loc_norm]()
         loc = nn.Sequential(nn.AdaptiveAvgPool2d(self.loc_size), loc_net, norm)  # area downsampling first
         self.st = SpatialTransformer(
             loc,

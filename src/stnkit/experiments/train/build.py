@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..models import create_model
+from ..models.attention import LOC_NORM_BUFFER, PARALLEL_ATTENTION
 from ..tasks import Task, get_task
 from .config import TrainConfig
 
@@ -47,11 +48,16 @@ def saved_config(state: dict[str, Any], where: str = "run") -> TrainConfig:
     """The config a checkpoint was trained with, ``downsample`` resolved.
 
     Runs from before 0.3.0 left ``downsample`` unset and pooled every model's input larger than 28x28,
-    the plain FCN and CNN included; they load and resume with that rule.
+    the plain FCN and CNN included; they load and resume with that rule. Parallel-attention runs from
+    before 0.4.0 have no normalisation of the localisation features (``loc_norm``, default
+    ``"batch"`` since); one whose checkpoint holds none loads and resumes with ``loc_norm="none"``.
     """
     config = TrainConfig.from_dict(state["config"], where=where)
     if config.downsample is None:
         config = dataclasses.replace(config, downsample=max(tuple(state["in_shape"])[1:]) > 28)
+    options = config.model_options or {}
+    if config.model in PARALLEL_ATTENTION and "loc_norm" not in options and LOC_NORM_BUFFER not in state["model"]:
+        config = dataclasses.replace(config, model_options={**options, "loc_norm": "none"})
     return config
 
 
