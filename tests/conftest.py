@@ -8,6 +8,7 @@ fixtures; ``helpers`` is session-scoped so Hypothesis tests may use it too.
 from __future__ import annotations
 
 import os
+import signal
 import types
 from typing import Sequence
 
@@ -123,3 +124,14 @@ def helpers() -> types.SimpleNamespace:
         gen=gen, uniform=uniform, random_theta=random_theta, image_shape=image_shape,
         smooth_image=smooth_image, make_st=make_st, pixel_of=pixel_of, centres=centres,
     )
+
+
+@pytest.fixture
+def default_sigint():
+    """SIGINT handled as an interactive shell leaves it (Python's KeyboardInterrupt), for the tests of
+    Ctrl-C: a CI runner or a background job may start the tests with SIGINT ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -169,7 +169,7 @@ sys.exit(3)
 """
 
 
-def test_ctrl_c_passes_one_sigint_to_each_training_and_waits_for_them(tmp_path):
+def test_ctrl_c_passes_one_sigint_to_each_training_and_waits_for_them(tmp_path, default_sigint):
     import _thread
     import threading
     import time

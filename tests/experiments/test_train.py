@@ -87,7 +87,7 @@ def test_ctrl_c_mid_run_leaves_a_usable_checkpoint(tmp_path, data_dir):
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
-def test_a_real_sigint_stops_at_the_next_step_boundary(tmp_path, data_dir):
+def test_a_real_sigint_stops_at_the_next_step_boundary(tmp_path, data_dir, default_sigint):
     class SendSigint:
         def on_step_end(self, model, iteration, loss):
             if iteration == 2:
