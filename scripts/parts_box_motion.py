@@ -16,7 +16,6 @@ import sys
 
 import torch
 
-from stnkit.experiments.data import derive_seed
 from stnkit.experiments.data.glyph_pairs import GlyphPairs
 from stnkit.experiments.models.attention import default_centres
 from stnkit.experiments.train.evaluate import load_run
@@ -29,7 +28,7 @@ def main(paths: list[str]) -> None:
         model.eval()
         data = GlyphPairs("test", config.digits, seed=config.seed, limit=1000, canvas=96)
         x = next(iter(data.batches(0, 1000)))[0]
-        draw = data.draw(1000, torch.Generator().manual_seed(derive_seed("glyph-pairs test", data.test_seed)))
+        draw = data.test_draw()
         digits = torch.stack([draw["x"], draw["y"]], -1).float().add(14).div(48).sub(1)  # (N, 2, 2) centres
         with torch.no_grad():
             _, theta = model.st(x, return_theta=True)  # (N, K, P)

@@ -29,7 +29,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     model, config = load_run(args.run)
-    task = make_task(dataclasses.replace(config, test_limit=args.n, limit=config.limit), data_dir=args.data_dir)
+    task = make_task(dataclasses.replace(config, test_limit=args.n), data_dir=args.data_dir)
     data = task.eval_data()
     print(args.run, {k: round(v, 2) for k, v in sequence_error(model, data.batches(0, 500)).items()})
     x, _ = next(data.batches(0, args.theta_n))

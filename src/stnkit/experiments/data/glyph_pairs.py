@@ -121,10 +121,13 @@ class GlyphPairs:
         )  # (n, P, h, w)
         canvas.scatter_reduce_(1, index.reshape(n, -1), pieces.reshape(n, -1), "amax")
 
+    def test_draw(self) -> dict[str, Tensor]:
+        """The parameters of the fixed test set (:meth:`draw` from the test seed), e.g. the digits' positions."""
+        return self.draw(self.length, torch.Generator().manual_seed(derive_seed("glyph-pairs test", self.test_seed)))
+
     def _test_tensors(self) -> tuple[Tensor, Tensor]:
         if self._test is None:
-            generator = torch.Generator().manual_seed(derive_seed("glyph-pairs test", self.test_seed))
-            self._test = self.render(self.draw(self.length, generator))
+            self._test = self.render(self.test_draw())
         return self._test
 
     def batches(

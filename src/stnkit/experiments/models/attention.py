@@ -50,8 +50,9 @@ SCALES = ("fixed", "learned", "bounded")
 LOC_NORMS = ("none", "batch", "layer")
 #: A buffer that only ``loc_norm="batch"`` models hold (runs from before 0.4.0 have none; train/build.py).
 LOC_NORM_BUFFER = "st.localisation.2.running_mean"
-#: The registered parallel-attention models.
-PARALLEL_ATTENTION = ("2xattn-cnn", "4xattn-cnn")
+#: Head counts of the registered parallel-attention models, and their names.
+HEAD_COUNTS = (2, 4)
+PARALLEL_ATTENTION = tuple(f"{k}xattn-cnn" for k in HEAD_COUNTS)
 
 
 class FixedScaleAttention(MatrixTransform):
@@ -350,8 +351,8 @@ def _parallel(k: int) -> Any:
     return factory
 
 
-for _k in (2, 4):
-    MODELS.register(_parallel(_k))  # 2xattn-cnn, 4xattn-cnn
+for _k in HEAD_COUNTS:
+    MODELS.register(_parallel(_k))  # PARALLEL_ATTENTION
 
 
 @MODELS.register(name="down-cnn")

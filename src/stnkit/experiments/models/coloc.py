@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..._validate import check_positive_int, check_tensor
+from ..._validate import check_choice, check_positive_int, check_tensor
 from ...localisation import LocalisationNet
 from ...module import SpatialTransformer
 from .network import BACKBONES, MODELS
@@ -184,9 +184,7 @@ class CoLocaliser(nn.Module):
         embedding: str = "layers",
     ) -> None:
         super().__init__()
-        if embedding not in EMBEDDINGS:
-            raise ValueError(f"embedding: expected one of {', '.join(EMBEDDINGS)}, got {embedding!r}")
-        self.embedding = embedding
+        self.embedding = check_choice("embedding", embedding, EMBEDDINGS)
         self.in_shape = tuple(int(s) for s in in_shape)
         self.crop = check_positive_int("crop", crop)
         if len(scale) != 2 or not 0 < float(scale[0]) <= float(scale[1]):

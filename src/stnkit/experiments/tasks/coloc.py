@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..._io import atomic_open
+from ..._validate import check_positive_int
 from ...functional import warp
 from ..data import derive_seed, load_digits
 from ..data.clutter import TranslatedCluttered
@@ -83,8 +84,6 @@ class Colocalisation(Task):
     paper = {("coloc-st", "attention"): 100.0}
     paper_source = "appendix (co-localisation, hit rate at IoU > 0.5)"
     clutter: ClassVar[bool] = False
-    #: The encoder's pretraining inputs by default: clutter patches on them, and the digit's largest shift.
-    encoder_defaults: ClassVar[tuple[bool, int, float]] = (False, 0, 1.0)
 
     def __init__(
         self,
@@ -92,26 +91,21 @@ class Colocalisation(Task):
         classes: Iterable[int] = tuple(range(10)),
         per_class: int = 100,
         encoder_steps: int = ENCODER_STEPS,
-        encoder_clutter: bool | None = None,
-        encoder_shift: int | None = None,
-        encoder_zoom: float | None = None,
+        encoder_clutter: bool = False,
+        encoder_shift: int = 0,
+        encoder_zoom: float = 1.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.classes, self.per_class = list(classes), per_class
-        if not isinstance(encoder_steps, int) or isinstance(encoder_steps, bool) or encoder_steps < 1:
-            raise ValueError(f"encoder_steps: expected an int >= 1, got {encoder_steps!r}")
-        self.encoder_steps = encoder_steps
-        clutter, shift, zoom = self.encoder_defaults
-        self.encoder_zoom = float(zoom if encoder_zoom is None else encoder_zoom)
-        if not self.encoder_zoom >= 1:
+        self.encoder_steps = check_positive_int("encoder_steps", encoder_steps)
+        self.encoder_shift = check_positive_int("encoder_shift", encoder_shift, minimum=0)
+        if isinstance(encoder_zoom, bool) or not isinstance(encoder_zoom, (int, float)) or not encoder_zoom >= 1:
             raise ValueError(f"encoder_zoom: expected a number >= 1 (windows of 1 to 3 digits), got {encoder_zoom!r}")
-        self.encoder_clutter = clutter if encoder_clutter is None else encoder_clutter
-        self.encoder_shift = shift if encoder_shift is None else encoder_shift
-        if not isinstance(self.encoder_clutter, bool):
+        self.encoder_zoom = float(encoder_zoom)
+        if not isinstance(encoder_clutter, bool):
             raise ValueError(f"encoder_clutter: expected true or false, got {encoder_clutter!r}")
-        if not isinstance(self.encoder_shift, int) or isinstance(self.encoder_shift, bool) or self.encoder_shift < 0:
-            raise ValueError(f"encoder_shift: expected an int >= 0 (pixels), got {encoder_shift!r}")
+        self.encoder_clutter = encoder_clutter
         self._train: ColocImages | None = None
 
     @property
